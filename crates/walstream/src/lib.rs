@@ -1,0 +1,22 @@
+//! walstream: PostgreSQL logical replication streams that never lose a change.
+//!
+//! The design idea: everything that decides *what* to acknowledge and *which* events to hand
+//! out is a sans-IO core that never touches a socket or a clock, so it can be tested with
+//! scripted message sequences. The tokio driver on top only moves bytes.
+//!
+//! The acknowledgement core is [`LsnFeedback`]: the stream records what it received, the user
+//! acknowledges what it has durably processed (with [`LsnFeedback::ack`] or an [`AckHandle`]),
+//! and the library reports `write` = received, `flush` = `apply` = acknowledged — only ever at
+//! transaction boundaries. See `docs/acknowledgement.md` in the repository.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
+mod feedback;
+
+pub use feedback::{AckHandle, FeedbackPositions, LsnFeedback};
+pub use walstream_proto::{Lsn, Oid, PgTimestamp, Xid};
