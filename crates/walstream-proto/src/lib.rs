@@ -9,6 +9,7 @@
 
 mod cursor;
 mod error;
+pub mod pgoutput;
 mod types;
 
 pub use error::{DecodeError, EncodeError};
