@@ -108,6 +108,17 @@ mod tests {
     }
 
     #[test]
+    fn md5_accepted_by_postgres15() {
+        // Recorded: PostgreSQL 15 sent AuthenticationMD5Password with this salt to role
+        // `md5user` (password `secret`) and answered AuthenticationOk to this response.
+        // pg_authid.rolpassword was md52aea419619857e8a27f0f7aa641db0c6.
+        assert_eq!(
+            md5_response(b"md5user", b"secret", [145, 45, 74, 251]),
+            "md51a233daf128f688ba93e11777cbb7ed8"
+        );
+    }
+
+    #[test]
     fn md5_via_password_type() {
         let p = Password::from("secret");
         assert_eq!(

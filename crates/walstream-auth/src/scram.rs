@@ -430,6 +430,59 @@ p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
         c.finish(RFC_SERVER_FINAL).unwrap();
     }
 
+    // Recorded against PostgreSQL 15.x (role `scramuser`, password `pencil`, created with
+    // password_encryption = scram-sha-256). pg_authid.rolpassword of the role:
+    // SCRAM-SHA-256$4096:H3q+LCyMWo6K9eCtWyoH3w==$iz2u+d3J0ywl0D8Wvm1K4Q8HuE9fbGgPheWwbx+Bqtg=:
+    // dkgOgtcYOjAMP24jCjiTOlJ3i+aGZ2KbYbDHL8aqJK4=
+    const PG_NONCE: &str = "FV/1mw0A80UO8uC2yw/sifFT";
+    const PG_SERVER_FIRST: &[u8] =
+        b"r=FV/1mw0A80UO8uC2yw/sifFTv9ozAvMH8zHksYB+DUp3ncC8,s=H3q+LCyMWo6K9eCtWyoH3w==,i=4096";
+    const PG_CLIENT_FINAL: &[u8] = b"c=biws,r=FV/1mw0A80UO8uC2yw/sifFTv9ozAvMH8zHksYB+DUp3ncC8,\
+p=v6IjXG5QT86jFYLG2IF06CrHSq01diPtBrf5jpnrbg8=";
+    const PG_SERVER_FINAL: &[u8] = b"v=SUmRdSGHNnuaFC3O3zoBZFI1txFFXuKLYRgZWyCLXfc=";
+    const PG_STORED_KEY: &str = "iz2u+d3J0ywl0D8Wvm1K4Q8HuE9fbGgPheWwbx+Bqtg=";
+    const PG_SERVER_KEY: &str = "dkgOgtcYOjAMP24jCjiTOlJ3i+aGZ2KbYbDHL8aqJK4=";
+
+    #[test]
+    fn postgres15_recorded_exchange() {
+        let c = ScramClient::new("pencil", ChannelBinding::NotSupported)
+            .with_nonce(PG_NONCE)
+            .unwrap();
+        assert_eq!(c.initial_message(), b"n,,n=,r=FV/1mw0A80UO8uC2yw/sifFT");
+        let c = c.update(PG_SERVER_FIRST).unwrap();
+        assert_eq!(c.client_final_message(), PG_CLIENT_FINAL);
+        c.finish(PG_SERVER_FINAL).unwrap();
+    }
+
+    #[test]
+    fn postgres15_server_side_verification() {
+        // Do what the server does with the stored secret: recover ClientKey from the proof,
+        // check SHA-256(ClientKey) == StoredKey, and compute the server signature.
+        let stored_key = B64.decode(PG_STORED_KEY).unwrap();
+        let server_key = B64.decode(PG_SERVER_KEY).unwrap();
+        let final_str = std::str::from_utf8(PG_CLIENT_FINAL).unwrap();
+        let (without_proof, proof_b64) = final_str.rsplit_once(",p=").unwrap();
+        let mut auth_message = b"n=,r=FV/1mw0A80UO8uC2yw/sifFT,".to_vec();
+        auth_message.extend_from_slice(PG_SERVER_FIRST);
+        auth_message.push(b',');
+        auth_message.extend_from_slice(without_proof.as_bytes());
+        let client_signature = hmac(&stored_key, &auth_message);
+        let proof = B64.decode(proof_b64).unwrap();
+        let client_key: Vec<u8> = proof
+            .iter()
+            .zip(client_signature)
+            .map(|(p, s)| p ^ s)
+            .collect();
+        assert_eq!(
+            Sha256::digest(&client_key).as_slice(),
+            stored_key.as_slice()
+        );
+        let server_signature = hmac(&server_key, &auth_message);
+        let mut expected = b"v=".to_vec();
+        expected.extend_from_slice(B64.encode(server_signature).as_bytes());
+        assert_eq!(expected, PG_SERVER_FINAL);
+    }
+
     #[test]
     fn wrong_server_signature() {
         let c = rfc_client().update(RFC_SERVER_FIRST).unwrap();
