@@ -202,11 +202,9 @@ impl ScramClient {
         final_msg.push_str(",r=");
         final_msg.push_str(parsed.nonce);
 
-        let bare_len = self.message.len() - self.channel_binding.gs2_header().len();
-        let client_first_bare = self
-            .message
-            .get(self.message.len() - bare_len..)
-            .unwrap_or(&[]);
+        // The message was built as GS2 header + client-first-message-bare.
+        let gs2_len = self.channel_binding.gs2_header().len();
+        let client_first_bare = self.message.get(gs2_len..).unwrap_or_default();
         let mut auth_message = Zeroizing::new(Vec::with_capacity(256));
         auth_message.extend_from_slice(client_first_bare);
         auth_message.push(b',');
@@ -452,6 +450,44 @@ p=v6IjXG5QT86jFYLG2IF06CrHSq01diPtBrf5jpnrbg8=";
         let c = c.update(PG_SERVER_FIRST).unwrap();
         assert_eq!(c.client_final_message(), PG_CLIENT_FINAL);
         c.finish(PG_SERVER_FINAL).unwrap();
+    }
+
+    /// SCRAM-SHA-256-PLUS recorded against PostgreSQL 15 over TLS (same role), the server
+    /// presenting `crates/walstream-tls/tests/data/ec-sha384.pem` (ECDSA with SHA-384, so
+    /// the tls-server-end-point data is the SHA-384 of its DER, as computed by walstream-tls).
+    #[test]
+    fn postgres15_recorded_plus_exchange() {
+        const CERT_HASH: &str = "50834c2cefb924a5139cab8ae27d461535da91401e2022d2b9324e9e35715501\
+da05bae3a611158343b1e4fe9f51b8a0";
+        let hash: Vec<u8> = (0..CERT_HASH.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&CERT_HASH[i..i + 2], 16).unwrap())
+            .collect();
+        let c = ScramClient::negotiate(
+            "pencil",
+            &["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"],
+            Some(&hash),
+            ChannelBindingPolicy::Require,
+        )
+        .unwrap()
+        .with_nonce("RpK9kRcL+BBaP2IzKGrOVZsg")
+        .unwrap();
+        assert_eq!(c.mechanism(), Mechanism::ScramSha256Plus);
+        assert_eq!(
+            c.initial_message(),
+            b"p=tls-server-end-point,,n=,r=RpK9kRcL+BBaP2IzKGrOVZsg"
+        );
+        let c = c
+            .update(b"r=RpK9kRcL+BBaP2IzKGrOVZsgP7PhSJbsi0Nr8nuz6GD/IfXI,s=H3q+LCyMWo6K9eCtWyoH3w==,i=4096")
+            .unwrap();
+        assert_eq!(
+            c.client_final_message(),
+            b"c=cD10bHMtc2VydmVyLWVuZC1wb2ludCwsUINMLO+5JKUTnKuK4n1GFTXakUAeICLSuTJOnjVxVQHaBbrjphEV\
+g0Ox5P6fUbig,r=RpK9kRcL+BBaP2IzKGrOVZsgP7PhSJbsi0Nr8nuz6GD/IfXI,p=yAPrYMw3vNpl200RXtsFYAdTe5nBNiBA\
+HfsPpuWz0f0="
+        );
+        c.finish(b"v=NobCemYBjCEm5f7YBwWXlbdZPDzVcFspbtdx3iFmUgs=")
+            .unwrap();
     }
 
     #[test]
