@@ -30,7 +30,7 @@
 //! **Auto-ack** acknowledges each boundary as soon as it is delivered (at-most-once processing
 //! for consumers that accept it). **Raw mode** (undecoded XLogData handed to the user) cannot see
 //! boundaries: acknowledgements are taken as given, and there is no idle advancement.
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -67,6 +67,12 @@ struct State {
     acked_seq: u64,
     /// A keepalive position that becomes safe once `acked_seq` reaches the given count.
     idle_candidate: Option<(Lsn, u64)>,
+    /// Units of work in flight (open transactions, open streamed transactions, buffered
+    /// transactions). While any is in flight, keepalives do not advance the flush position.
+    in_flight: u64,
+    /// Positions the reported flush must not pass (held-back prepared transactions: their
+    /// PREPARE record start), as a multiset.
+    caps: BTreeMap<Lsn, u32>,
 }
 
 /// The three positions of a standby status update.
@@ -139,9 +145,22 @@ impl LsnFeedback {
         Lsn(self.inner.received.load(Ordering::Acquire))
     }
 
-    /// The position reported as flushed and applied.
-    pub fn flushed(&self) -> Lsn {
+    /// The highest acknowledged position: the highest acknowledged boundary, or a keepalive
+    /// position reached while idle. Transactions ending at or before it are never delivered
+    /// again by a stream that shares this feedback.
+    pub fn acknowledged(&self) -> Lsn {
         Lsn(self.inner.flushed.load(Ordering::Acquire))
+    }
+
+    /// The position reported as flushed and applied: [`acknowledged`](Self::acknowledged),
+    /// held back before any prepared transaction that transaction assembly keeps buffered
+    /// until COMMIT PREPARED (so the server sends it again after a reconnect).
+    pub fn flushed(&self) -> Lsn {
+        let acked = self.acknowledged();
+        match self.lock().caps.keys().next() {
+            Some(&cap) if cap < acked => cap,
+            _ => acked,
+        }
     }
 
     /// How many delivered boundaries still wait for an acknowledgement.
@@ -152,7 +171,7 @@ impl LsnFeedback {
     /// The positions for the next standby status update.
     pub fn positions(&self) -> FeedbackPositions {
         let flush = self.flushed();
-        let write = self.received().max(flush);
+        let write = self.received().max(self.acknowledged());
         FeedbackPositions {
             write,
             flush,
@@ -162,9 +181,14 @@ impl LsnFeedback {
 
     // ----- driver side (used by the stream and the decoder) -----
 
-    /// Switches to raw mode: acknowledgements are taken as given, no idle advancement.
-    pub(crate) fn set_raw(&self, raw: bool) {
-        self.inner.raw.store(raw, Ordering::Release);
+    /// A feedback state for **raw mode** (undecoded XLogData handed to the user): the
+    /// library cannot see transaction boundaries, so every acknowledged LSN is reported as
+    /// is (acknowledge only commit end LSNs your own decoder found), and keepalives never
+    /// advance the flush position.
+    pub fn new_raw(start: Lsn) -> Self {
+        let fb = Self::new(start);
+        fb.inner.raw.store(true, Ordering::Release);
+        fb
     }
 
     /// Records that WAL up to `lsn` was received.
@@ -172,33 +196,64 @@ impl LsnFeedback {
         self.inner.received.fetch_max(lsn.0, Ordering::AcqRel);
     }
 
-    /// Registers a boundary handed to the user and returns its handle. Auto-acks if enabled.
-    pub(crate) fn deliver(&self, lsn: Lsn) -> AckHandle {
-        {
-            let mut state = self.lock();
-            let already = lsn <= self.flushed() || state.pending.back().is_some_and(|&b| lsn <= b);
-            if !already {
-                state.pending.push_back(lsn);
-                state.delivered_seq = state.delivered_seq.saturating_add(1);
-            }
+    /// Registers a boundary that is on its way to the user and returns its handle. Call it
+    /// when the boundary is decoded (before a later keepalive is processed); the caller
+    /// acknowledges it at delivery when auto-ack is on.
+    pub(crate) fn register(&self, lsn: Lsn) -> AckHandle {
+        let acked = self.acknowledged();
+        let mut state = self.lock();
+        let already = lsn <= acked || state.pending.back().is_some_and(|&b| lsn <= b);
+        if !already {
+            state.pending.push_back(lsn);
+            state.delivered_seq = state.delivered_seq.saturating_add(1);
         }
-        if self.auto_ack() {
-            self.ack(lsn);
-        }
+        drop(state);
         AckHandle {
             feedback: self.clone(),
             lsn,
         }
     }
 
-    /// A keepalive (or any point where the server told us it read WAL up to `wal_end`), with
-    /// `idle` = nothing in flight in the decoder. Every XLogData before it must already have
-    /// been decoded and delivered.
-    pub(crate) fn keepalive(&self, wal_end: Lsn, idle: bool) {
-        if self.inner.raw.load(Ordering::Acquire) || !idle {
+    /// Marks one more unit of work in flight.
+    pub(crate) fn hold(&self) {
+        let mut state = self.lock();
+        state.in_flight = state.in_flight.saturating_add(1);
+    }
+
+    /// Marks one unit of work in flight as finished.
+    pub(crate) fn release(&self) {
+        let mut state = self.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+    }
+
+    /// Forbids reporting a flush position beyond `lsn` until [`uncap`](Self::uncap).
+    pub(crate) fn cap(&self, lsn: Lsn) {
+        let mut state = self.lock();
+        let n = state.caps.entry(lsn).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    /// Removes one cap at `lsn`.
+    pub(crate) fn uncap(&self, lsn: Lsn) {
+        let mut state = self.lock();
+        if let Some(n) = state.caps.get_mut(&lsn) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                state.caps.remove(&lsn);
+            }
+        }
+    }
+
+    /// A keepalive: the server read WAL up to `wal_end`. Every XLogData before it must already
+    /// have been decoded (its boundaries registered, its holds taken).
+    pub(crate) fn keepalive(&self, wal_end: Lsn) {
+        if self.inner.raw.load(Ordering::Acquire) {
             return;
         }
         let mut state = self.lock();
+        if state.in_flight > 0 {
+            return;
+        }
         let seq = state.delivered_seq;
         let newer = state.idle_candidate.is_none_or(|(w, _)| wal_end >= w);
         if newer {
@@ -292,7 +347,7 @@ mod tests {
     fn write_is_received_flush_is_acked() {
         let fb = LsnFeedback::new(l(0x100));
         fb.record_received(l(0x150));
-        let h = fb.deliver(l(0x160));
+        let h = fb.register(l(0x160));
         fb.record_received(l(0x160));
         assert_eq!(fb.positions().write, l(0x160));
         assert_eq!(fb.positions().flush, l(0x100), "not acked yet");
@@ -312,9 +367,9 @@ mod tests {
     #[test]
     fn ack_is_cumulative_and_snaps_to_boundaries() {
         let fb = LsnFeedback::new(l(0));
-        let _a = fb.deliver(l(0x200));
-        let _b = fb.deliver(l(0x300));
-        let _c = fb.deliver(l(0x400));
+        let _a = fb.register(l(0x200));
+        let _b = fb.register(l(0x300));
+        let _c = fb.register(l(0x400));
         // An LSN between two boundaries (e.g. an insert inside the second transaction).
         fb.ack(l(0x350));
         assert_eq!(fb.flushed(), l(0x300));
@@ -322,14 +377,14 @@ mod tests {
         // An LSN beyond everything delivered acknowledges only what was delivered.
         fb.ack(l(0x9999));
         assert_eq!(fb.flushed(), l(0x400));
-        let _d = fb.deliver(l(0x500));
+        let _d = fb.register(l(0x500));
         assert_eq!(fb.flushed(), l(0x400), "later deliveries are not pre-acked");
     }
 
     #[test]
     fn mid_transaction_ack_reports_nothing() {
         let fb = LsnFeedback::new(l(0x10));
-        let _a = fb.deliver(l(0x200));
+        let _a = fb.register(l(0x200));
         fb.ack(l(0x1ff));
         assert_eq!(fb.flushed(), l(0x10));
     }
@@ -337,8 +392,8 @@ mod tests {
     #[test]
     fn acking_older_handle_after_newer_keeps_max() {
         let fb = LsnFeedback::new(l(0));
-        let a = fb.deliver(l(0x200));
-        let b = fb.deliver(l(0x300));
+        let a = fb.register(l(0x200));
+        let b = fb.register(l(0x300));
         b.ack();
         a.ack();
         assert_eq!(fb.flushed(), l(0x300));
@@ -348,7 +403,8 @@ mod tests {
     fn auto_ack_acknowledges_on_delivery() {
         let fb = LsnFeedback::new(l(0));
         fb.set_auto_ack(true);
-        let _ = fb.deliver(l(0x200));
+        assert!(fb.auto_ack());
+        fb.register(l(0x200)).ack();
         assert_eq!(fb.flushed(), l(0x200));
         assert_eq!(fb.unacknowledged(), 0);
     }
@@ -356,29 +412,33 @@ mod tests {
     #[test]
     fn idle_keepalive_advances_when_all_acked() {
         let fb = LsnFeedback::new(l(0x100));
-        fb.keepalive(l(0x500), true);
+        fb.keepalive(l(0x500));
         assert_eq!(fb.flushed(), l(0x500));
         // Never moves backwards.
-        fb.keepalive(l(0x400), true);
+        fb.keepalive(l(0x400));
         assert_eq!(fb.flushed(), l(0x500));
     }
 
     #[test]
     fn keepalive_in_flight_does_not_advance() {
         let fb = LsnFeedback::new(l(0x100));
-        fb.keepalive(l(0x500), false);
+        fb.hold();
+        fb.keepalive(l(0x500));
         assert_eq!(fb.flushed(), l(0x100));
+        fb.release();
+        fb.keepalive(l(0x500));
+        assert_eq!(fb.flushed(), l(0x500));
     }
 
     #[test]
     fn keepalive_waits_for_outstanding_acks_then_applies() {
         let fb = LsnFeedback::new(l(0x100));
-        let h = fb.deliver(l(0x200));
-        fb.keepalive(l(0x500), true);
+        let h = fb.register(l(0x200));
+        fb.keepalive(l(0x500));
         assert_eq!(fb.flushed(), l(0x100), "delivered boundary not acked");
         // A transaction delivered after the keepalive does not block the remembered position
         // once the earlier boundary is acked (it commits after wal_end).
-        let later = fb.deliver(l(0x600));
+        let later = fb.register(l(0x600));
         h.ack();
         assert_eq!(fb.flushed(), l(0x500));
         later.ack();
@@ -387,11 +447,10 @@ mod tests {
 
     #[test]
     fn raw_mode_takes_acks_as_given_and_ignores_keepalives() {
-        let fb = LsnFeedback::new(l(0));
-        fb.set_raw(true);
+        let fb = LsnFeedback::new_raw(l(0));
         fb.ack(l(0x123));
         assert_eq!(fb.flushed(), l(0x123));
-        fb.keepalive(l(0x999), true);
+        fb.keepalive(l(0x999));
         assert_eq!(fb.flushed(), l(0x123));
         fb.ack(l(0x100));
         assert_eq!(fb.flushed(), l(0x123));
@@ -400,16 +459,31 @@ mod tests {
     #[test]
     fn redelivered_boundary_at_or_below_flush_is_not_pending() {
         let fb = LsnFeedback::new(l(0x300));
-        let _ = fb.deliver(l(0x200));
+        let _ = fb.register(l(0x200));
         assert_eq!(fb.unacknowledged(), 0);
-        fb.keepalive(l(0x400), true);
+        fb.keepalive(l(0x400));
         assert_eq!(fb.flushed(), l(0x400));
+    }
+
+    #[test]
+    fn cap_holds_back_reported_flush_but_not_acknowledged() {
+        let fb = LsnFeedback::new(l(0x100));
+        let a = fb.register(l(0x200));
+        fb.cap(l(0x250));
+        let b = fb.register(l(0x300));
+        a.ack();
+        b.ack();
+        assert_eq!(fb.acknowledged(), l(0x300));
+        assert_eq!(fb.flushed(), l(0x250));
+        assert_eq!(fb.positions().write, l(0x300));
+        fb.uncap(l(0x250));
+        assert_eq!(fb.flushed(), l(0x300));
     }
 
     #[test]
     fn shared_across_threads() {
         let fb = LsnFeedback::new(l(0));
-        let handles: Vec<_> = (1..=100u64).map(|i| fb.deliver(l(i * 0x10))).collect();
+        let handles: Vec<_> = (1..=100u64).map(|i| fb.register(l(i * 0x10))).collect();
         let t = std::thread::spawn(move || {
             for h in handles {
                 h.ack();

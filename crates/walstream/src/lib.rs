@@ -16,7 +16,22 @@
     clippy::cast_sign_loss
 )]
 
+mod assembly;
+mod decoder;
+mod error;
+mod event;
 mod feedback;
+mod row;
 
+pub use assembly::{
+    Assembled, AssemblyOptions, Changes, Transaction, TransactionAssembler, TransactionKind,
+    TwoPhaseDelivery,
+};
+pub use decoder::LogicalDecoder;
+pub use error::{Error, ErrorKind};
+pub use event::{Event, EventKind, OldRow, RelationEvent, RowChange, TruncateEvent};
 pub use feedback::{AckHandle, FeedbackPositions, LsnFeedback};
+pub use row::{Field, Row, RowError};
+pub use walstream_proto::pgoutput::{DecodeOptions, Relation, RelationChange};
 pub use walstream_proto::{Lsn, Oid, PgTimestamp, Xid};
+pub use walstream_proto::{TypeRegistry, Value, ValueFormat};

@@ -1,0 +1,692 @@
+//! The sans-IO event builder: XLogData payloads in, [`Event`]s out.
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use walstream_proto::pgoutput::{
+    DecodeOptions, Observed, PgoutputDecoder, PgoutputMessage, RelationCache,
+};
+use walstream_proto::{Lsn, PgTimestamp, TypeRegistry, Xid};
+
+use crate::error::Error;
+use crate::event::{Event, EventKind, RelationEvent, RowChange, TruncateEvent};
+use crate::feedback::{AckHandle, LsnFeedback};
+
+/// Turns `pgoutput` XLogData payloads into [`Event`]s and keeps the [`LsnFeedback`] informed.
+///
+/// Legal call order, for each message the server sends in the copy stream, in arrival order:
+///
+/// * XLogData → [`handle_xlog_data`](Self::handle_xlog_data), then drain
+///   [`poll_event`](Self::poll_event) until `None`;
+/// * Primary keepalive → [`handle_keepalive`](Self::handle_keepalive) (after every earlier
+///   XLogData was handled: that is what makes idle advancement safe);
+/// * after the connection was lost and before streaming again →
+///   [`reset_for_resume`](Self::reset_for_resume).
+///
+/// Then send a standby status update with [`LsnFeedback::positions`].
+///
+/// After a resume, transactions that end at or before the acknowledged position (the server
+/// re-sends them when the last acknowledgement did not reach it) are skipped. Streamed
+/// transactions cannot be recognised before their end: in event mode their blocks may be
+/// delivered again (the final Stream Commit then carries an already-acknowledged LSN); the
+/// [`TransactionAssembler`](crate::TransactionAssembler) drops them whole.
+#[derive(Debug)]
+pub struct LogicalDecoder {
+    pgo: PgoutputDecoder,
+    cache: RelationCache,
+    feedback: LsnFeedback,
+    types: Option<Arc<TypeRegistry>>,
+    txn: Option<TxnState>,
+    streams: HashSet<Xid>,
+    skip_through: Lsn,
+    out: VecDeque<Event>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TxnState {
+    xid: Xid,
+    commit_lsn: Lsn,
+    commit_time: PgTimestamp,
+    skip: bool,
+}
+
+impl LogicalDecoder {
+    /// A decoder for `options` (protocol version, parallel streaming) reporting to `feedback`.
+    pub fn new(options: DecodeOptions, feedback: LsnFeedback) -> Self {
+        let skip_through = feedback.acknowledged();
+        Self {
+            pgo: PgoutputDecoder::new(options),
+            cache: RelationCache::new(),
+            feedback,
+            types: None,
+            txn: None,
+            streams: HashSet::new(),
+            skip_through,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Decodes values of non-built-in types with `types`.
+    #[must_use]
+    pub fn with_types(mut self, types: TypeRegistry) -> Self {
+        self.types = Some(Arc::new(types));
+        self
+    }
+
+    /// The shared feedback state.
+    pub fn feedback(&self) -> &LsnFeedback {
+        &self.feedback
+    }
+
+    /// The relations and types seen so far.
+    pub fn relations(&self) -> &RelationCache {
+        &self.cache
+    }
+
+    /// The decode options.
+    pub fn options(&self) -> &DecodeOptions {
+        self.pgo.options()
+    }
+
+    /// True when no transaction and no streamed transaction is open.
+    pub fn is_idle(&self) -> bool {
+        self.txn.is_none() && self.streams.is_empty()
+    }
+
+    /// Handles one XLogData message: `wal_start`/`wal_end` from its header, `data` the
+    /// `pgoutput` message.
+    pub fn handle_xlog_data(
+        &mut self,
+        wal_start: Lsn,
+        wal_end: Lsn,
+        data: Bytes,
+    ) -> Result<(), Error> {
+        self.feedback.record_received(wal_start.max(wal_end));
+        let msg = self.pgo.decode(data)?;
+        self.handle_message(wal_start, msg)
+    }
+
+    /// Handles a primary keepalive with the server's `wal_end`.
+    pub fn handle_keepalive(&mut self, wal_end: Lsn) {
+        self.feedback.keepalive(wal_end);
+    }
+
+    /// The next event, if any. With auto-ack on, boundary events are acknowledged here.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let ev = self.out.pop_front()?;
+        if self.feedback.auto_ack() {
+            ev.ack();
+        }
+        Some(ev)
+    }
+
+    /// Forgets everything in flight after a lost connection: open transactions and streamed
+    /// blocks (the server sends them again from their start) and events not yet polled. The
+    /// next stream starts at the acknowledged position; transactions ending at or before it are
+    /// skipped.
+    pub fn reset_for_resume(&mut self) {
+        if self.txn.take().is_some() {
+            self.feedback.release();
+        }
+        for _ in self.streams.drain() {
+            self.feedback.release();
+        }
+        self.out.clear();
+        self.pgo = PgoutputDecoder::new(*self.pgo.options());
+        self.skip_through = self.feedback.acknowledged();
+    }
+
+    fn push(&mut self, lsn: Lsn, kind: EventKind, ack: Option<AckHandle>) {
+        let (xid, commit_lsn, commit_time) = match (self.pgo.current_stream(), &self.txn) {
+            (Some(x), _) => (Some(x), None, None),
+            (None, Some(t)) => (Some(t.xid), Some(t.commit_lsn), Some(t.commit_time)),
+            (None, None) => (None, None, None),
+        };
+        self.out.push_back(Event {
+            lsn,
+            xid,
+            commit_lsn,
+            commit_time,
+            kind,
+            ack,
+        });
+    }
+
+    fn skipping(&self) -> bool {
+        self.pgo.current_stream().is_none() && self.txn.is_some_and(|t| t.skip)
+    }
+
+    fn begin(
+        &mut self,
+        xid: Xid,
+        commit_lsn: Lsn,
+        commit_time: PgTimestamp,
+        skip: bool,
+    ) -> Result<(), Error> {
+        if self.txn.is_some() || self.pgo.in_stream() {
+            return Err(Error::protocol(
+                "a transaction began while another was open",
+            ));
+        }
+        self.feedback.hold();
+        self.txn = Some(TxnState {
+            xid,
+            commit_lsn,
+            commit_time,
+            skip,
+        });
+        Ok(())
+    }
+
+    fn end(&mut self, what: &str) -> Result<TxnState, Error> {
+        let txn = self
+            .txn
+            .take()
+            .ok_or_else(|| Error::protocol(format!("{what} without an open transaction")))?;
+        self.feedback.release();
+        Ok(txn)
+    }
+
+    fn boundary(&self, end: Lsn) -> Option<AckHandle> {
+        Some(self.feedback.register(end))
+    }
+
+    fn handle_message(&mut self, lsn: Lsn, msg: PgoutputMessage) -> Result<(), Error> {
+        let observed = self.cache.observe(&msg)?;
+        let sub_xid = msg.stream_xid();
+        let types = self.types.clone();
+        match msg {
+            PgoutputMessage::Begin(b) => {
+                let skip = b.final_lsn < self.skip_through;
+                self.begin(b.xid, b.final_lsn, b.commit_time, skip)?;
+                if !skip {
+                    self.push(lsn, EventKind::Begin(b), None);
+                }
+            }
+            PgoutputMessage::Commit(c) => {
+                let was_skipping = self.skipping();
+                if !was_skipping {
+                    let ack = self.boundary(c.end_lsn);
+                    self.push(lsn, EventKind::Commit(c), ack);
+                }
+                self.end("Commit")?;
+            }
+            PgoutputMessage::BeginPrepare(b) => {
+                let skip = b.end_lsn <= self.skip_through;
+                self.begin(b.xid, b.prepare_lsn, b.prepare_time, skip)?;
+                if !skip {
+                    self.push(lsn, EventKind::BeginPrepare(b), None);
+                }
+            }
+            PgoutputMessage::Prepare(p) => {
+                if !self.skipping() {
+                    let ack = self.boundary(p.end_lsn);
+                    self.push(lsn, EventKind::Prepare(p), ack);
+                }
+                self.end("Prepare")?;
+            }
+            PgoutputMessage::CommitPrepared(c) => {
+                if c.end_lsn > self.skip_through {
+                    let ack = self.boundary(c.end_lsn);
+                    let (xid, at, time) = (c.xid, c.commit_lsn, c.commit_time);
+                    self.out.push_back(Event {
+                        lsn,
+                        xid: Some(xid),
+                        commit_lsn: Some(at),
+                        commit_time: Some(time),
+                        kind: EventKind::CommitPrepared(c),
+                        ack,
+                    });
+                }
+            }
+            PgoutputMessage::RollbackPrepared(r) => {
+                if r.rollback_end_lsn > self.skip_through {
+                    let ack = self.boundary(r.rollback_end_lsn);
+                    let xid = r.xid;
+                    self.out.push_back(Event {
+                        lsn,
+                        xid: Some(xid),
+                        commit_lsn: None,
+                        commit_time: Some(r.rollback_time),
+                        kind: EventKind::RollbackPrepared(r),
+                        ack,
+                    });
+                }
+            }
+            PgoutputMessage::Origin(o) => {
+                if !self.skipping() {
+                    self.push(lsn, EventKind::Origin(o), None);
+                }
+            }
+            PgoutputMessage::Relation(_) | PgoutputMessage::Type(_) => {
+                if self.skipping() {
+                    return Ok(());
+                }
+                let kind = match observed {
+                    Observed::Relation { relation, change } => {
+                        EventKind::Relation(RelationEvent { relation, change })
+                    }
+                    Observed::Type { pg_type, .. } => EventKind::Type(pg_type),
+                    _ => {
+                        return Err(Error::protocol(
+                            "relation cache did not store a description",
+                        ));
+                    }
+                };
+                self.push(lsn, kind, None);
+            }
+            PgoutputMessage::Insert(m) => {
+                let rel = row_relation(observed)?;
+                if !self.skipping() {
+                    let ch = RowChange::new(rel, sub_xid, Some(m.new), None).with_types(types);
+                    self.push(lsn, EventKind::Insert(ch), None);
+                }
+            }
+            PgoutputMessage::Update(m) => {
+                let rel = row_relation(observed)?;
+                if !self.skipping() {
+                    let ch =
+                        RowChange::new(rel, sub_xid, Some(m.new), m.old.as_ref()).with_types(types);
+                    self.push(lsn, EventKind::Update(ch), None);
+                }
+            }
+            PgoutputMessage::Delete(m) => {
+                let rel = row_relation(observed)?;
+                if !self.skipping() {
+                    let ch = RowChange::new(rel, sub_xid, None, Some(&m.old)).with_types(types);
+                    self.push(lsn, EventKind::Delete(ch), None);
+                }
+            }
+            PgoutputMessage::Truncate(t) => {
+                let Observed::Truncate(relations) = observed else {
+                    return Err(Error::protocol("relation cache did not resolve a Truncate"));
+                };
+                if !self.skipping() {
+                    let ev = TruncateEvent {
+                        relations,
+                        options: t.options,
+                        sub_xid,
+                    };
+                    self.push(lsn, EventKind::Truncate(ev), None);
+                }
+            }
+            PgoutputMessage::Message(m) => {
+                if m.is_transactional() || self.txn.is_some() || self.pgo.in_stream() {
+                    if !self.skipping() {
+                        self.push(lsn, EventKind::Message(m), None);
+                    }
+                } else if m.lsn > self.skip_through {
+                    let ack = self.boundary(m.lsn);
+                    self.push(lsn, EventKind::Message(m), ack);
+                }
+            }
+            PgoutputMessage::StreamStart(s) => {
+                if self.txn.is_some() {
+                    return Err(Error::protocol("Stream Start inside a transaction"));
+                }
+                if self.streams.insert(s.xid) {
+                    self.feedback.hold();
+                }
+                self.push(lsn, EventKind::StreamStart(s), None);
+            }
+            PgoutputMessage::StreamStop => {
+                // The decoder already left the block; report it with the block's xid unknown.
+                self.out.push_back(Event {
+                    lsn,
+                    xid: None,
+                    commit_lsn: None,
+                    commit_time: None,
+                    kind: EventKind::StreamStop,
+                    ack: None,
+                });
+            }
+            PgoutputMessage::StreamCommit(c) => {
+                if self.streams.remove(&c.xid) {
+                    self.feedback.release();
+                }
+                let ack = self.boundary(c.end_lsn);
+                let (xid, at, time) = (c.xid, c.commit_lsn, c.commit_time);
+                self.out.push_back(Event {
+                    lsn,
+                    xid: Some(xid),
+                    commit_lsn: Some(at),
+                    commit_time: Some(time),
+                    kind: EventKind::StreamCommit(c),
+                    ack,
+                });
+            }
+            PgoutputMessage::StreamAbort(a) => {
+                if a.is_toplevel() && self.streams.remove(&a.xid) {
+                    self.feedback.release();
+                }
+                let xid = a.xid;
+                self.out.push_back(Event {
+                    lsn,
+                    xid: Some(xid),
+                    commit_lsn: None,
+                    commit_time: None,
+                    kind: EventKind::StreamAbort(a),
+                    ack: None,
+                });
+            }
+            PgoutputMessage::StreamPrepare(p) => {
+                if self.streams.remove(&p.xid) {
+                    self.feedback.release();
+                }
+                let ack = self.boundary(p.end_lsn);
+                let (xid, at, time) = (p.xid, p.prepare_lsn, p.prepare_time);
+                self.out.push_back(Event {
+                    lsn,
+                    xid: Some(xid),
+                    commit_lsn: Some(at),
+                    commit_time: Some(time),
+                    kind: EventKind::StreamPrepare(p),
+                    ack,
+                });
+            }
+            _ => return Err(Error::protocol("unsupported pgoutput message")),
+        }
+        Ok(())
+    }
+}
+
+fn row_relation(observed: Observed) -> Result<Arc<walstream_proto::pgoutput::Relation>, Error> {
+    match observed {
+        Observed::Row(rel) => Ok(rel),
+        _ => Err(Error::protocol(
+            "relation cache did not resolve a row change",
+        )),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::row::tests::{relation, tuple};
+    use walstream_proto::pgoutput::{
+        self as pgo, Begin, Commit, Insert, LogicalMessage, RelationMessage, StreamAbort,
+        StreamCommit, StreamStart,
+    };
+
+    pub(crate) fn bytes(m: &PgoutputMessage) -> Bytes {
+        m.to_bytes().unwrap()
+    }
+
+    pub(crate) fn begin(xid: u32, final_lsn: u64) -> PgoutputMessage {
+        PgoutputMessage::Begin(Begin {
+            final_lsn: Lsn(final_lsn),
+            commit_time: PgTimestamp(0),
+            xid: Xid(xid),
+        })
+    }
+
+    pub(crate) fn commit(commit_lsn: u64, end_lsn: u64) -> PgoutputMessage {
+        PgoutputMessage::Commit(Commit {
+            flags: 0,
+            commit_lsn: Lsn(commit_lsn),
+            end_lsn: Lsn(end_lsn),
+            commit_time: PgTimestamp(0),
+        })
+    }
+
+    pub(crate) fn rel(xid: Option<u32>) -> PgoutputMessage {
+        PgoutputMessage::Relation(RelationMessage {
+            xid: xid.map(Xid),
+            relation: relation(16384, "t", &[("id", 23, true), ("v", 25, false)]),
+        })
+    }
+
+    pub(crate) fn insert(xid: Option<u32>, id: &str) -> PgoutputMessage {
+        PgoutputMessage::Insert(Insert {
+            xid: xid.map(Xid),
+            relation_id: walstream_proto::Oid(16384),
+            new: tuple(&[Some(id), Some("x")]),
+        })
+    }
+
+    pub(crate) fn stream_start(xid: u32, first: bool) -> PgoutputMessage {
+        PgoutputMessage::StreamStart(StreamStart {
+            xid: Xid(xid),
+            first_segment: first,
+        })
+    }
+
+    pub(crate) fn stream_commit(xid: u32, commit_lsn: u64, end_lsn: u64) -> PgoutputMessage {
+        PgoutputMessage::StreamCommit(StreamCommit {
+            xid: Xid(xid),
+            flags: 0,
+            commit_lsn: Lsn(commit_lsn),
+            end_lsn: Lsn(end_lsn),
+            commit_time: PgTimestamp(0),
+        })
+    }
+
+    pub(crate) fn stream_abort(xid: u32, subxid: u32) -> PgoutputMessage {
+        PgoutputMessage::StreamAbort(StreamAbort {
+            xid: Xid(xid),
+            subxid: Xid(subxid),
+            abort_info: None,
+        })
+    }
+
+    fn feed(d: &mut LogicalDecoder, msgs: &[(u64, PgoutputMessage)]) -> Vec<Event> {
+        let mut out = Vec::new();
+        for (lsn, m) in msgs {
+            d.handle_xlog_data(Lsn(*lsn), Lsn(*lsn), bytes(m)).unwrap();
+            while let Some(e) = d.poll_event() {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    fn kinds(evs: &[Event]) -> Vec<&'static str> {
+        evs.iter().map(Event::kind_name).collect()
+    }
+
+    fn decoder(start: u64) -> LogicalDecoder {
+        LogicalDecoder::new(DecodeOptions::new(2), LsnFeedback::new(Lsn(start)))
+    }
+
+    #[test]
+    fn transaction_events_and_commit_end_lsn_ack() {
+        let mut d = decoder(0x10);
+        let evs = feed(
+            &mut d,
+            &[
+                (0x100, begin(700, 0x180)),
+                (0x100, rel(None)),
+                (0x120, insert(None, "1")),
+                (0x190, commit(0x180, 0x1b0)),
+            ],
+        );
+        assert_eq!(kinds(&evs), ["begin", "relation", "insert", "commit"]);
+        let ins = &evs[2];
+        assert_eq!(ins.xid(), Some(Xid(700)));
+        assert_eq!(ins.commit_lsn(), Some(Lsn(0x180)));
+        let change = ins.kind().row_change().unwrap();
+        assert_eq!((change.schema(), change.table()), ("public", "t"));
+        assert_eq!(
+            change
+                .new
+                .as_ref()
+                .unwrap()
+                .get("id")
+                .unwrap()
+                .value()
+                .and_then(walstream_proto::Value::as_i64),
+            Some(1)
+        );
+        assert_eq!(ins.ack_lsn(), None);
+        // The commit acknowledges its END lsn, not commit_lsn.
+        assert_eq!(evs[3].ack_lsn(), Some(Lsn(0x1b0)));
+        assert_eq!(d.feedback().flushed(), Lsn(0x10));
+        assert!(evs[3].ack());
+        assert_eq!(d.feedback().positions().flush, Lsn(0x1b0));
+        assert!(d.is_idle());
+    }
+
+    #[test]
+    fn keepalive_inside_transaction_does_not_advance() {
+        let mut d = decoder(0x10);
+        feed(
+            &mut d,
+            &[
+                (0x100, begin(700, 0x180)),
+                (0x100, rel(None)),
+                (0x120, insert(None, "1")),
+            ],
+        );
+        d.handle_keepalive(Lsn(0x500));
+        assert_eq!(d.feedback().flushed(), Lsn(0x10));
+        let evs = feed(&mut d, &[(0x190, commit(0x180, 0x1b0))]);
+        d.handle_keepalive(Lsn(0x600));
+        assert_eq!(
+            d.feedback().flushed(),
+            Lsn(0x10),
+            "commit delivered but not acked"
+        );
+        evs[0].ack();
+        assert_eq!(
+            d.feedback().flushed(),
+            Lsn(0x600),
+            "remembered idle keepalive applies"
+        );
+    }
+
+    #[test]
+    fn open_streamed_transaction_blocks_idle_advance() {
+        let mut d = decoder(0x10);
+        feed(
+            &mut d,
+            &[
+                (0x100, stream_start(900, true)),
+                (0x100, rel(Some(900))),
+                (0x110, insert(Some(900), "1")),
+                (0x120, PgoutputMessage::StreamStop),
+            ],
+        );
+        d.handle_keepalive(Lsn(0x500));
+        assert_eq!(d.feedback().flushed(), Lsn(0x10));
+        let evs = feed(&mut d, &[(0x600, stream_commit(900, 0x600, 0x620))]);
+        assert_eq!(evs[0].ack_lsn(), Some(Lsn(0x620)));
+        evs[0].ack();
+        d.handle_keepalive(Lsn(0x700));
+        assert_eq!(d.feedback().flushed(), Lsn(0x700));
+    }
+
+    #[test]
+    fn top_level_stream_abort_ends_in_flight() {
+        let mut d = decoder(0x10);
+        feed(
+            &mut d,
+            &[
+                (0x100, stream_start(900, true)),
+                (0x110, insert_with_rel()),
+                (0x120, PgoutputMessage::StreamStop),
+            ],
+        );
+        let evs = feed(&mut d, &[(0x130, stream_abort(900, 901))]);
+        assert_eq!(kinds(&evs), ["stream_abort"]);
+        assert!(
+            !d.is_idle(),
+            "subtransaction abort keeps the transaction open"
+        );
+        feed(&mut d, &[(0x140, stream_abort(900, 900))]);
+        assert!(d.is_idle());
+        d.handle_keepalive(Lsn(0x200));
+        assert_eq!(d.feedback().flushed(), Lsn(0x200));
+    }
+
+    fn insert_with_rel() -> PgoutputMessage {
+        rel(Some(900))
+    }
+
+    #[test]
+    fn non_transactional_message_is_a_boundary() {
+        let mut d = decoder(0x10);
+        let m = PgoutputMessage::Message(LogicalMessage {
+            xid: None,
+            flags: 0,
+            lsn: Lsn(0x158),
+            prefix: "p".into(),
+            content: Bytes::from_static(b"hello"),
+        });
+        let evs = feed(&mut d, &[(0x158, m)]);
+        assert_eq!(evs[0].ack_lsn(), Some(Lsn(0x158)));
+        d.handle_keepalive(Lsn(0x300));
+        assert_eq!(d.feedback().flushed(), Lsn(0x10));
+        evs[0].ack();
+        assert_eq!(d.feedback().flushed(), Lsn(0x300));
+    }
+
+    #[test]
+    fn auto_ack_acknowledges_at_delivery() {
+        let mut d = decoder(0x10);
+        d.feedback().set_auto_ack(true);
+        feed(
+            &mut d,
+            &[(0x100, begin(1, 0x180)), (0x190, commit(0x180, 0x1b0))],
+        );
+        assert_eq!(d.feedback().flushed(), Lsn(0x1b0));
+    }
+
+    #[test]
+    fn resume_skips_acknowledged_transactions_and_replays_the_rest() {
+        let mut d = decoder(0x10);
+        let evs = feed(
+            &mut d,
+            &[
+                (0x100, begin(1, 0x180)),
+                (0x100, rel(None)),
+                (0x120, insert(None, "1")),
+                (0x190, commit(0x180, 0x1b0)),
+                (0x200, begin(2, 0x280)),
+                (0x210, insert(None, "2")),
+            ],
+        );
+        evs[3].ack();
+        // Connection lost mid-transaction 2, before the ack reached the server.
+        d.reset_for_resume();
+        assert!(d.is_idle());
+        d.handle_keepalive(Lsn(0x900));
+        let evs = feed(
+            &mut d,
+            &[
+                (0x100, begin(1, 0x180)),
+                (0x100, rel(None)),
+                (0x120, insert(None, "1")),
+                (0x190, commit(0x180, 0x1b0)),
+                (0x200, begin(2, 0x280)),
+                (0x210, insert(None, "2")),
+                (0x290, commit(0x280, 0x2b0)),
+            ],
+        );
+        assert_eq!(
+            kinds(&evs),
+            ["begin", "insert", "commit"],
+            "transaction 1 skipped, 2 delivered whole"
+        );
+        assert_eq!(evs[0].xid(), Some(Xid(2)));
+        // The relation from the skipped transaction still reached the cache.
+        assert_eq!(d.relations().relation_count(), 1);
+    }
+
+    #[test]
+    fn protocol_errors_are_typed() {
+        let mut d = decoder(0);
+        let err = d
+            .handle_xlog_data(Lsn(1), Lsn(1), bytes(&commit(1, 2)))
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Protocol);
+        let err = d
+            .handle_xlog_data(Lsn(1), Lsn(1), Bytes::from_static(b"Z"))
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Decode);
+        let err = d
+            .handle_xlog_data(Lsn(1), Lsn(1), bytes(&insert(None, "1")))
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Decode, "unknown relation");
+        let _ = pgo::MessageTag::BEGIN;
+    }
+}
