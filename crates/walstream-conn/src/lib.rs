@@ -1,10 +1,47 @@
 //! The PostgreSQL connection used by walstream: libpq-compatible configuration, a sans-IO
 //! connection state machine and a thin tokio driver.
+//!
+//! # Design
+//!
+//! The protocol lives in [`Connection`], a sans-IO state machine (quinn's vocabulary:
+//! `handle_input`, `poll_transmit`, `poll_event`, `poll_timeout`, `handle_timeout`) that
+//! covers TLS negotiation, startup, authentication, simple queries and COPY BOTH without
+//! touching a socket or a clock. [`Client`] is the thin tokio driver around it: it opens TCP
+//! or Unix sockets, runs the TLS handshake when the core asks for it, walks the host list,
+//! and gives every control command a deadline. The replication commands
+//! ([`Client::identify_system`] and friends) build SQL text and parse result rows; the
+//! streaming phase is a [`ReplicationStream`].
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use walstream_conn::{Client, Config};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config: Config = "host=localhost user=repl dbname=app replication=database".parse()?;
+//! let mut client = Client::connect(&config).await?;
+//! let system = client.identify_system().await?;
+//! println!("system {} on timeline {} at {}", system.system_id, system.timeline, system.xlog_pos);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 
+mod client;
 mod config;
+mod error;
+pub mod machine;
 mod pgpass;
+mod transport;
 
-pub use config::Config;
+pub use client::{CancelToken, Client, DEFAULT_COMMAND_TIMEOUT, ResultSet, Row};
+pub use config::{
+    AuthMethod, Config, ConfigError, DEFAULT_PORT, DEFAULT_SOCKET_DIRS, GssEncMode, KeepaliveConfig,
+    LoadBalanceHosts, PasswordLookup, PasswordSource, ReplicationMode, RequireAuth, RootCert, ServerStatus,
+    SessionQuery, SessionQueryError, SessionRejection, SessionVerdict, SslMode, SslNegotiation, SslSettings,
+    Target, TargetAddr, TargetSessionAttrs,
+};
+pub use error::{DbError, Error, ErrorKind};
+pub use pgpass::{PassFile, PassFileWarning};
+pub use machine::{CompletedAuth, Connection, Event, Phase, StartupSettings, TlsRequest};
