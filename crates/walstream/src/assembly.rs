@@ -187,7 +187,11 @@ impl Iterator for Changes {
     }
 }
 
-/// Assembles whole transactions from events. See the [module docs](self).
+/// Assembles whole transactions from events: feed it every event of a
+/// [`LogicalDecoder`](crate::LogicalDecoder) with [`push`](Self::push), take [`Assembled`] items
+/// with [`poll`](Self::poll). Buffered changes beyond [`AssemblyOptions::memory_limit`] spill to
+/// an anonymous temporary file (encoded `pgoutput` messages) and are read back lazily by
+/// [`Transaction::next_change`].
 #[derive(Debug)]
 pub struct TransactionAssembler {
     options: AssemblyOptions,

@@ -21,6 +21,7 @@ mod decoder;
 mod error;
 mod event;
 mod feedback;
+mod jsonl;
 mod row;
 
 pub use assembly::{
