@@ -188,6 +188,11 @@ pub fn for_each_server(body: impl Fn(&PgInstall)) {
 /// }
 /// ```
 pub fn skip_unless(condition: bool, reason: &str) -> bool {
+    let log = std::env::var_os("WALSTREAM_SKIP_LOG").map(PathBuf::from);
+    skip_unless_to(condition, reason, log.as_deref())
+}
+
+fn skip_unless_to(condition: bool, reason: &str, log: Option<&Path>) -> bool {
     if condition {
         return true;
     }
@@ -196,12 +201,12 @@ pub fn skip_unless(condition: bool, reason: &str) -> bool {
     let line = format!("SKIPPED: {test}: {reason}\n");
     // Writing to the handle (not eprint!) bypasses libtest's capture on purpose.
     let _ = std::io::stderr().write_all(line.as_bytes());
-    if let Some(path) = std::env::var_os("WALSTREAM_SKIP_LOG") {
-        if let Ok(mut file) = std::fs::OpenOptions::new()
+    if let Some(path) = log {
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(path)
-        {
+            .open(path);
+        if let Ok(mut file) = file {
             let _ = file.write_all(line.as_bytes());
         }
     }
@@ -228,5 +233,21 @@ mod tests {
         );
         assert_eq!(parse_version("pg_ctl (PostgreSQL) 15.1"), None);
         assert_eq!(parse_version(""), None);
+    }
+
+    #[test]
+    fn skips_are_logged_and_runs_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("skips.txt");
+        assert!(skip_unless_to(true, "never logged", Some(&log)));
+        assert!(!log.exists());
+        assert!(!skip_unless_to(false, "needs PostgreSQL 99", Some(&log)));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(
+            text.starts_with("SKIPPED: install::tests::skips_are_logged"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with(": needs PostgreSQL 99"), "{text}");
     }
 }

@@ -169,3 +169,55 @@ fn clusters_are_removed_on_drop() {
     drop(c);
     assert!(!data.exists() || std::env::var_os("WALSTREAM_KEEP_CLUSTERS").is_some());
 }
+
+/// Stress: several clusters started at once get distinct ports and directories and all work.
+/// Long; CI runs it by name (`.ci/ignored-tests`).
+#[test]
+#[ignore = "stress test: starts 6 clusters at once"]
+fn many_clusters_in_parallel() {
+    let install = servers().first().unwrap().clone();
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let install = install.clone();
+            std::thread::spawn(move || {
+                let c = Cluster::start(&install, ClusterOptions::new()).unwrap();
+                c.execute(&format!(
+                    "CREATE TABLE t{i} (x int); INSERT INTO t{i} VALUES ({i})"
+                ))
+                .unwrap();
+                assert_eq!(
+                    c.psql(&format!("SELECT x FROM t{i}")).unwrap(),
+                    i.to_string()
+                );
+                (c.port(), c.data_dir().to_path_buf(), c)
+            })
+        })
+        .collect();
+    let clusters: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut ports: Vec<u16> = clusters.iter().map(|(p, _, _)| *p).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), clusters.len());
+    let dirs: std::collections::BTreeSet<_> = clusters.iter().map(|(_, d, _)| d.clone()).collect();
+    assert_eq!(dirs.len(), clusters.len());
+}
+
+#[test]
+fn a_panicking_test_still_stops_and_removes_its_cluster() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let outcome = std::thread::spawn(move || {
+        let c = Cluster::start_default().unwrap();
+        tx.send((c.data_dir().to_path_buf(), c.port())).unwrap();
+        panic!("deliberate panic with a live cluster");
+    })
+    .join();
+    assert!(outcome.is_err());
+    let (data, port) = rx.recv().unwrap();
+    if std::env::var_os("WALSTREAM_KEEP_CLUSTERS").is_none() {
+        assert!(!data.exists(), "{} survived the panic", data.display());
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "server on port {port} still accepts connections"
+    );
+}
