@@ -7,17 +7,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
-mod backend;
 mod cursor;
 mod error;
 pub mod pgoutput;
 mod types;
 mod value;
 
-pub use backend::{
-    Authentication, BackendMessage, BackendTag, CopyResponse, DataRow, DataRowColumns, ErrorFieldCode,
-    ErrorFields, FieldDescription, FormatCode, Framer, MAX_SECRET_KEY_LEN, TransactionStatus,
-};
 pub use error::{DecodeError, EncodeError};
 pub use types::{Lsn, Oid, ParseLsnError, ParseSqlStateError, PgTimestamp, SqlState, TimelineId, Xid};
 pub use value::{
