@@ -33,6 +33,8 @@ mod config;
 mod error;
 pub mod machine;
 mod pgpass;
+mod replication;
+mod stream;
 mod transport;
 
 pub use client::{CancelToken, Client, DEFAULT_COMMAND_TIMEOUT, ResultSet, Row};
@@ -44,4 +46,12 @@ pub use config::{
 };
 pub use error::{DbError, Error, ErrorKind};
 pub use pgpass::{PassFile, PassFileWarning};
+pub use replication::{
+    CreateSlotOptions, CreatedSlot, IdentifySystem, ReadSlot, SlotKind, SnapshotAction, TimelineHistory,
+    create_slot_command, quote_ident, quote_literal, start_logical_command, start_physical_command,
+};
+pub use stream::{
+    FeedbackLsns, FeedbackSchedule, HotStandbyFeedback, NextTimeline, ReplicationStream, StreamMessage,
+    encode_hot_standby_feedback, encode_status_update,
+};
 pub use machine::{CompletedAuth, Connection, Event, Phase, StartupSettings, TlsRequest};
