@@ -1,0 +1,34 @@
+//! Physical backups and WAL receiving for walstream, as a library: what `pg_basebackup`,
+//! `pg_receivewal` and `pg_verifybackup` do.
+//!
+//! # Design
+//!
+//! Every format handled here is parsed by a sans-IO, incremental core fed with chunks of
+//! any size, so memory stays flat whatever the size of the database:
+//!
+//! - [`TarReader`] parses the tar stream of `BASE_BACKUP` and reports members to a
+//!   [`TarVisitor`]; [`TarExtractor`] writes them below a directory (refusing `..`, absolute
+//!   names and writes through links), [`RawArchiveWriter`] keeps the archive as it is
+//!   (`-Ft`), [`GzipSink`] decompresses server-compressed archives on the fly in front of
+//!   either. All of them are [`ArchiveSink`]s.
+//! - [`Manifest`] parses PostgreSQL's `backup_manifest` (versions 1 and 2) and
+//!   [`verify_backup`] checks a directory against it like `pg_verifybackup`.
+//! - [`WalWriter`] writes streamed WAL into segment files like `pg_receivewal`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
+mod compress;
+mod error;
+mod tar;
+
+pub use compress::GzipSink;
+pub use error::{Error, ManifestError, TarError, WalError};
+pub use tar::{
+    ArchiveSink, DirExtractor, EntryKind, NullVisitor, RawArchiveWriter, TarEntry, TarExtractor,
+    TarReader, TarVisitor, safe_relative_path,
+};
