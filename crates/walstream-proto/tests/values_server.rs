@@ -1,0 +1,743 @@
+//! Checks the value decoders against a real PostgreSQL 15.
+//!
+//! Starts a throwaway cluster (as the `postgres` user when run as root), and for a table of
+//! (type, literal) cases fetches the server's text output (`format('%s', v)` calls the type's
+//! output function, as `pgoutput` does; `v::text` would use casts such as `bool → text` that
+//! print differently) and its binary `send` output, then
+//! asserts that decoding either gives the same value and that `Display` reproduces the
+//! server's text exactly. The built-in OID constants are checked against `pg_type` too.
+//!
+//! The test fails (it does not skip) when no PostgreSQL binaries are found; set
+//! `WALSTREAM_PG_BIN` to a directory holding `initdb`, `pg_ctl` and `psql` to use another
+//! installation.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use bytes::Bytes;
+use walstream_proto::{Oid, TypeKind, TypeRegistry, Value, ValueFormat};
+
+const PORT: u16 = 25_442;
+
+fn pg_bin() -> PathBuf {
+    let dir = std::env::var_os("WALSTREAM_PG_BIN").map_or_else(
+        || PathBuf::from("/usr/lib/postgresql/15/bin"),
+        PathBuf::from,
+    );
+    for tool in ["initdb", "pg_ctl", "psql"] {
+        assert!(
+            dir.join(tool).exists(),
+            "PostgreSQL binaries not found: {} has no `{tool}`. Install PostgreSQL 15 server \
+             binaries or point WALSTREAM_PG_BIN at their directory.",
+            dir.display()
+        );
+    }
+    dir
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A command that runs as `postgres` when we are root (the server refuses to run as root).
+fn pg_command(root: bool, program: &Path) -> Command {
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A running throwaway cluster; stopped and deleted on drop.
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    root: bool,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let bin = pg_bin();
+        let root = is_root();
+        let dir = std::env::temp_dir().join(format!("walstream-values-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if root {
+            let st = Command::new("chown")
+                .arg("postgres")
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(st.success(), "chown postgres {}", dir.display());
+        }
+        let cluster = Self { bin, dir, root };
+        let data = cluster.dir.join("data");
+        let out = pg_command(root, &cluster.bin.join("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--locale=C",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let opts = format!(
+            "-p {PORT} -k {} -c listen_addresses=''",
+            cluster.dir.display()
+        );
+        let out = pg_command(root, &cluster.bin.join("pg_ctl"))
+            .args(["-w", "-D"])
+            .arg(&data)
+            .args(["-o", &opts, "-l"])
+            .arg(cluster.dir.join("log"))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(cluster.dir.join("log")).unwrap_or_default()
+        );
+        cluster
+    }
+
+    /// Runs `script` through psql and returns its unaligned, tuples-only output lines.
+    fn psql(&self, script: &str) -> Vec<String> {
+        let mut child = pg_command(self.root, &self.bin.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-F",
+                "|",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                "postgres",
+                "-h",
+            ])
+            .arg(&self.dir)
+            .args(["-p", &PORT.to_string(), "-U", "postgres"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = pg_command(self.root, &self.bin.join("pg_ctl"))
+            .args(["-m", "immediate", "-D"])
+            .arg(self.dir.join("data"))
+            .arg("stop")
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    assert!(s.len() % 2 == 0, "odd hex {s}");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// How a case is checked.
+#[derive(Clone, Copy, PartialEq)]
+enum Check {
+    /// Text and binary decode to the same value; both display as the server's text.
+    Full,
+    /// Displays match, values are compared by display only (`money`: the text is kept as is).
+    DisplayOnly,
+    /// Values agree; display is UTC, not the session zone the server printed in.
+    SameInstant,
+}
+
+struct Case {
+    /// SQL type the literal is cast to.
+    ty: &'static str,
+    /// SQL expression.
+    expr: &'static str,
+    check: Check,
+    /// Session TimeZone for this case.
+    tz: &'static str,
+}
+
+const fn c(ty: &'static str, expr: &'static str) -> Case {
+    Case {
+        ty,
+        expr,
+        check: Check::Full,
+        tz: "UTC",
+    }
+}
+
+const fn money(ty: &'static str, expr: &'static str) -> Case {
+    Case {
+        ty,
+        expr,
+        check: Check::DisplayOnly,
+        tz: "UTC",
+    }
+}
+
+const fn zoned(tz: &'static str, ty: &'static str, expr: &'static str) -> Case {
+    Case {
+        ty,
+        expr,
+        check: Check::SameInstant,
+        tz,
+    }
+}
+
+const CASES: &[Case] = &[
+    c("bool", "'true'"),
+    c("bool", "'false'"),
+    c("\"char\"", "'a'"),
+    c("\"char\"", "chr(200)"),
+    c("int2", "'-32768'"),
+    c("int2", "'32767'"),
+    c("int4", "'2147483647'"),
+    c("int4", "'-1'"),
+    c("int8", "'-9223372036854775808'"),
+    c("int8", "'9223372036854775807'"),
+    c("oid", "'4294967295'"),
+    c("xid", "'12345'"),
+    c("xid8", "'18446744073709551615'"),
+    c("float4", "'1234567'"),
+    c("float4", "'123456'"),
+    c("float4", "'0.1'"),
+    c("float4", "'NaN'"),
+    c("float4", "'-Infinity'"),
+    c("float4", "'-0'"),
+    c("float4", "'3.4028235e38'"),
+    c("float4", "'1e-45'"),
+    c("float4", "'0.0001'"),
+    c("float8", "'0.1'"),
+    c("float8", "'1e15'"),
+    c("float8", "'1e14'"),
+    c("float8", "'1e-7'"),
+    c("float8", "'0.0001'"),
+    c("float8", "'-0'"),
+    c("float8", "'NaN'"),
+    c("float8", "'Infinity'"),
+    c("float8", "'-Infinity'"),
+    c("float8", "'1.7976931348623157e308'"),
+    c("float8", "'5e-324'"),
+    c("float8", "'123456789012345.6'"),
+    c("float8", "'-3.14159'"),
+    c("numeric", "'0'"),
+    c("numeric", "'0.00'"),
+    c("numeric", "'-12.340'"),
+    c("numeric", "'NaN'"),
+    c("numeric", "'Infinity'"),
+    c("numeric", "'-Infinity'"),
+    c("numeric", "'123456789012345678901234567890.123456789'"),
+    c("numeric", "'0.000000001'"),
+    c("numeric", "'-0.000012'"),
+    c("numeric", "'1e100'"),
+    c("numeric", "'10000'"),
+    c("numeric", "repeat('9', 1000) || '.' || repeat('1', 1000)"),
+    c("numeric", "'0.1' ::numeric(20, 15)"),
+    money("money", "'-1234.5'"),
+    money("money", "'0.01'"),
+    money("money", "'92233720368547758.07'"),
+    c("text", "'héllo wörld'"),
+    c("text", "''"),
+    c("text", "'with \"quotes\" and \\ backslash'"),
+    c("text", "E'line\\nbreak\\ttab'"),
+    c("text", "'😀 emoji'"),
+    c("varchar", "'abc'"),
+    c("bpchar", "'ab'::char(5)"),
+    c("name", "'pg_class'"),
+    c("xml", "'<a>1</a>'"),
+    c("json", "'{\"a\": [1, 2.5, null]}'"),
+    c("jsonb", "'{\"b\": 1, \"a\": [true, \"x\"]}'"),
+    c("bytea", "'\\x00ff10'"),
+    c("bytea", "''"),
+    c("bytea", "decode('deadbeef', 'hex')"),
+    c("uuid", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'"),
+    c("date", "'2024-02-29'"),
+    c("date", "'0044-03-15 BC'"),
+    c("date", "'0001-01-01 BC'"),
+    c("date", "'infinity'"),
+    c("date", "'-infinity'"),
+    c("date", "'5874897-12-31'"),
+    c("date", "'4713-01-01 BC'"),
+    c("time", "'00:00:00'"),
+    c("time", "'23:59:59.999999'"),
+    c("time", "'24:00:00'"),
+    c("time", "'12:30:00.5'"),
+    c("timetz", "'12:00:00+05:30'"),
+    c("timetz", "'00:00:00-08'"),
+    c("timetz", "'23:59:59.5+00'"),
+    c("timetz", "'01:02:03+00:01:15'"),
+    c("timestamp", "'2024-01-02 03:04:05.123456'"),
+    c("timestamp", "'0044-03-15 12:00:00 BC'"),
+    c("timestamp", "'infinity'"),
+    c("timestamp", "'-infinity'"),
+    c("timestamp", "'294276-12-31 23:59:59.999999'"),
+    c("timestamp", "'4713-01-01 00:00:00 BC'"),
+    c("timestamp", "'2000-02-29 00:00:00'"),
+    c("timestamptz", "'2024-01-02 03:04:05.123456+00'"),
+    c("timestamptz", "'2024-01-02 03:04:05+05:30'"),
+    c("timestamptz", "'0044-03-15 12:00:00+00 BC'"),
+    c("timestamptz", "'infinity'"),
+    c("timestamptz", "'-infinity'"),
+    zoned("Asia/Kolkata", "timestamptz", "'2024-01-02 03:04:05.5+00'"),
+    zoned(
+        "America/St_Johns",
+        "timestamptz",
+        "'2024-07-01 12:00:00+00'",
+    ),
+    zoned(
+        "Europe/Amsterdam",
+        "timestamptz",
+        "'1900-01-01 00:00:00+00'",
+    ),
+    zoned(
+        "America/Los_Angeles",
+        "timestamptz",
+        "'0044-03-15 12:00:00+00 BC'",
+    ),
+    zoned(
+        "Asia/Kolkata",
+        "tstzrange",
+        "'[2024-01-01 00:00+00,2024-06-01 00:00+00)'",
+    ),
+    c("interval", "'1 year 2 mons -3 days -04:05:06.5'"),
+    c("interval", "'-1 years -2 mons'"),
+    c("interval", "'-1 days +02:03:00'"),
+    c("interval", "'0'"),
+    c("interval", "'1 day'"),
+    c("interval", "'00:00:00.000001'"),
+    c(
+        "interval",
+        "'178956970 years 7 mons 2147483647 days 2562047788:00:54.775807'",
+    ),
+    c(
+        "interval",
+        "'-178956970 years -8 mons -2147483648 days -2562047788:00:54.775807'",
+    ),
+    c(
+        "interval",
+        "'-2562047788:00:54.775807'::interval - '00:00:00.000001'",
+    ),
+    c("inet", "'192.168.0.1'"),
+    c("inet", "'192.168.0.1/24'"),
+    c("inet", "'::1'"),
+    c("inet", "'::'"),
+    c("inet", "'::ffff:1.2.3.4'"),
+    c("inet", "'::1.2.3.4'"),
+    c("inet", "'2001:db8::1/64'"),
+    c("inet", "'fe80::1:0:0:0'"),
+    c("inet", "'1:0:0:2:0:0:0:3'"),
+    c("cidr", "'10.0.0.0/8'"),
+    c("cidr", "'10.1.2.3/32'"),
+    c("cidr", "'2001:db8::/32'"),
+    c("cidr", "'::/0'"),
+    c("macaddr", "'08:00:2b:01:02:03'"),
+    c("macaddr8", "'08:00:2b:01:02:03:04:05'"),
+    c("bit(5)", "B'10110'"),
+    c("varbit", "B'1'"),
+    c("varbit", "B''"),
+    c("varbit", "B'101010101'"),
+    c("pg_lsn", "'16/B374D848'"),
+    c("pg_lsn", "'0/0'"),
+    c("int4[]", "'{1,2,3}'"),
+    c("int4[]", "'{}'"),
+    c("int4[]", "'[0:1]={1,2}'"),
+    c("int4[]", "'{{1,2},{3,4}}'"),
+    c("int4[]", "'{1,NULL}'"),
+    c("int4[]", "'[-2:-1][3:4]={{1,NULL},{3,4}}'"),
+    c("int4[]", "'{{{1},{2}},{{3},{4}}}'"),
+    c(
+        "text[]",
+        "ARRAY['a b', 'NULL', '', NULL, 'x\"y\\z', 'é', '{}', 'a,b']",
+    ),
+    c("varchar[]", "'{a,b}'"),
+    c("bpchar[]", "ARRAY['a'::char(3)]"),
+    c("name[]", "'{pg_class}'"),
+    c("\"char\"[]", "ARRAY['a'::\"char\", ','::\"char\"]"),
+    c("numeric[]", "'{1.50,NaN,-Infinity}'"),
+    c("float4[]", "'{NaN,-0,1.5}'"),
+    c("float8[]", "'{NaN,-0,1e+300}'"),
+    c("bool[]", "'{t,f,NULL}'"),
+    c("int2[]", "'{1,-2}'"),
+    c("int8[]", "'{9223372036854775807}'"),
+    c("oid[]", "'{1,2}'"),
+    c("xid[]", "'{1,2}'"),
+    c("xid8[]", "'{1,2}'"),
+    c("bytea[]", "ARRAY['\\x01ff'::bytea, '\\x'::bytea]"),
+    c(
+        "uuid[]",
+        "ARRAY['a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid]",
+    ),
+    c("json[]", "ARRAY['[1, \"a\"]'::json]"),
+    c("jsonb[]", "ARRAY['{\"a\": 1}'::jsonb]"),
+    c("xml[]", "ARRAY['<a/>'::xml]"),
+    c("date[]", "'{2024-02-29,\"0044-03-15 BC\",infinity}'"),
+    c("time[]", "'{12:00:00.5}'"),
+    c("timetz[]", "'{12:00:00+05:30}'"),
+    c("timestamp[]", "'{\"2024-01-02 03:04:05\"}'"),
+    c("timestamptz[]", "'{\"2024-01-02 03:04:05+00\",infinity}'"),
+    c("interval[]", "ARRAY['1 day'::interval, '-00:00:01']"),
+    c("inet[]", "'{::1,10.0.0.1/8}'"),
+    c("cidr[]", "'{10.0.0.0/8}'"),
+    c("macaddr[]", "'{08:00:2b:01:02:03}'"),
+    c("macaddr8[]", "'{08:00:2b:01:02:03:04:05}'"),
+    c("bit[]", "ARRAY[B'101']"),
+    c("varbit[]", "ARRAY[B'1', B'']"),
+    c("pg_lsn[]", "'{0/1,16/B374D848}'"),
+    money("money[]", "'{1.5,-2}'"),
+    c("int4range", "'[1,5)'"),
+    c("int4range", "'empty'"),
+    c("int4range", "'(,5)'"),
+    c("int4range", "'[3,)'"),
+    c("int4range", "'(,)'"),
+    c("int8range", "'[-9223372036854775808,0)'"),
+    c("numrange", "'(1.5,2.25]'"),
+    c("numrange", "'[,)'"),
+    c("tsrange", "'[2020-01-01,2020-01-02)'"),
+    c("tstzrange", "'[2020-01-01 00:00+00,)'"),
+    c("daterange", "'[2020-01-01,infinity)'"),
+    c("daterange", "'[2020-01-01,2020-01-01]'"),
+    c("int4range[]", "ARRAY[int4range(1, 3), 'empty']"),
+    c("numrange[]", "ARRAY['[1.5,2)'::numrange]"),
+    c("tsrange[]", "ARRAY['[2020-01-01,2020-01-02)'::tsrange]"),
+    c("tstzrange[]", "ARRAY['[2020-01-01 00:00+00,)'::tstzrange]"),
+    c("daterange[]", "ARRAY['[2020-01-01,2020-02-01)'::daterange]"),
+    c("int8range[]", "ARRAY['[1,2)'::int8range]"),
+    c("int4multirange", "'{[1,3), [5,7]}'"),
+    c("int4multirange", "'{}'"),
+    c("int8multirange", "'{[1,3)}'"),
+    c("nummultirange", "'{[1.5,2.5), (3,)}'"),
+    c("tsmultirange", "'{[2020-01-01,2020-01-02)}'"),
+    c(
+        "tstzmultirange",
+        "'{[2020-01-01 00:00+00,2020-01-02 00:00+00)}'",
+    ),
+    c(
+        "datemultirange",
+        "'{[2020-01-01,2020-01-05), [2020-02-01,)}'",
+    ),
+    c("int4multirange[]", "ARRAY['{[1,3)}'::int4multirange, '{}']"),
+    c("nummultirange[]", "ARRAY['{[1,2)}'::nummultirange]"),
+    c("tsmultirange[]", "ARRAY['{}'::tsmultirange]"),
+    c("tstzmultirange[]", "ARRAY['{}'::tstzmultirange]"),
+    c("datemultirange[]", "ARRAY['{}'::datemultirange]"),
+    c("int8multirange[]", "ARRAY['{}'::int8multirange]"),
+    c("mood", "'happy'"),
+    c("mood[]", "ARRAY['sad', 'happy']::mood[]"),
+    c("posint", "5"),
+    c("posint[]", "ARRAY[1, 2]::posint[]"),
+    c("floatrange", "'[1.5,2.5)'"),
+    c("floatmultirange", "'{[1,2), [3,4)}'"),
+    c("textrange", "'[\"a b\",\"c,d\")'"),
+    c("textrange", "textrange('', 'x\"y\\z', '[]')"),
+    c("moodrange", "'[sad,happy]'"),
+];
+
+/// The name → constant table checked against `pg_type`.
+const OIDS: &[(&str, Oid)] = &[
+    ("bool", Oid::BOOL),
+    ("bytea", Oid::BYTEA),
+    ("\"char\"", Oid::CHAR),
+    ("name", Oid::NAME),
+    ("int8", Oid::INT8),
+    ("int2", Oid::INT2),
+    ("int4", Oid::INT4),
+    ("text", Oid::TEXT),
+    ("oid", Oid::OID),
+    ("xid", Oid::XID),
+    ("json", Oid::JSON),
+    ("xml", Oid::XML),
+    ("cidr", Oid::CIDR),
+    ("float4", Oid::FLOAT4),
+    ("float8", Oid::FLOAT8),
+    ("macaddr8", Oid::MACADDR8),
+    ("money", Oid::MONEY),
+    ("macaddr", Oid::MACADDR),
+    ("inet", Oid::INET),
+    ("bpchar", Oid::BPCHAR),
+    ("varchar", Oid::VARCHAR),
+    ("date", Oid::DATE),
+    ("time", Oid::TIME),
+    ("timestamp", Oid::TIMESTAMP),
+    ("timestamptz", Oid::TIMESTAMPTZ),
+    ("interval", Oid::INTERVAL),
+    ("timetz", Oid::TIMETZ),
+    ("bit", Oid::BIT),
+    ("varbit", Oid::VARBIT),
+    ("numeric", Oid::NUMERIC),
+    ("uuid", Oid::UUID),
+    ("pg_lsn", Oid::PG_LSN),
+    ("jsonb", Oid::JSONB),
+    ("xid8", Oid::XID8),
+    ("int4range", Oid::INT4RANGE),
+    ("numrange", Oid::NUMRANGE),
+    ("tsrange", Oid::TSRANGE),
+    ("tstzrange", Oid::TSTZRANGE),
+    ("daterange", Oid::DATERANGE),
+    ("int8range", Oid::INT8RANGE),
+    ("int4multirange", Oid::INT4MULTIRANGE),
+    ("nummultirange", Oid::NUMMULTIRANGE),
+    ("tsmultirange", Oid::TSMULTIRANGE),
+    ("tstzmultirange", Oid::TSTZMULTIRANGE),
+    ("datemultirange", Oid::DATEMULTIRANGE),
+    ("int8multirange", Oid::INT8MULTIRANGE),
+    ("bool[]", Oid::BOOL_ARRAY),
+    ("bytea[]", Oid::BYTEA_ARRAY),
+    ("\"char\"[]", Oid::CHAR_ARRAY),
+    ("name[]", Oid::NAME_ARRAY),
+    ("int2[]", Oid::INT2_ARRAY),
+    ("int4[]", Oid::INT4_ARRAY),
+    ("text[]", Oid::TEXT_ARRAY),
+    ("xid[]", Oid::XID_ARRAY),
+    ("bpchar[]", Oid::BPCHAR_ARRAY),
+    ("varchar[]", Oid::VARCHAR_ARRAY),
+    ("int8[]", Oid::INT8_ARRAY),
+    ("float4[]", Oid::FLOAT4_ARRAY),
+    ("float8[]", Oid::FLOAT8_ARRAY),
+    ("oid[]", Oid::OID_ARRAY),
+    ("macaddr[]", Oid::MACADDR_ARRAY),
+    ("inet[]", Oid::INET_ARRAY),
+    ("timestamp[]", Oid::TIMESTAMP_ARRAY),
+    ("date[]", Oid::DATE_ARRAY),
+    ("time[]", Oid::TIME_ARRAY),
+    ("timestamptz[]", Oid::TIMESTAMPTZ_ARRAY),
+    ("interval[]", Oid::INTERVAL_ARRAY),
+    ("numeric[]", Oid::NUMERIC_ARRAY),
+    ("timetz[]", Oid::TIMETZ_ARRAY),
+    ("bit[]", Oid::BIT_ARRAY),
+    ("varbit[]", Oid::VARBIT_ARRAY),
+    ("uuid[]", Oid::UUID_ARRAY),
+    ("pg_lsn[]", Oid::PG_LSN_ARRAY),
+    ("jsonb[]", Oid::JSONB_ARRAY),
+    ("json[]", Oid::JSON_ARRAY),
+    ("xml[]", Oid::XML_ARRAY),
+    ("cidr[]", Oid::CIDR_ARRAY),
+    ("macaddr8[]", Oid::MACADDR8_ARRAY),
+    ("money[]", Oid::MONEY_ARRAY),
+    ("xid8[]", Oid::XID8_ARRAY),
+    ("int4range[]", Oid::INT4RANGE_ARRAY),
+    ("numrange[]", Oid::NUMRANGE_ARRAY),
+    ("tsrange[]", Oid::TSRANGE_ARRAY),
+    ("tstzrange[]", Oid::TSTZRANGE_ARRAY),
+    ("daterange[]", Oid::DATERANGE_ARRAY),
+    ("int8range[]", Oid::INT8RANGE_ARRAY),
+    ("int4multirange[]", Oid::INT4MULTIRANGE_ARRAY),
+    ("nummultirange[]", Oid::NUMMULTIRANGE_ARRAY),
+    ("tsmultirange[]", Oid::TSMULTIRANGE_ARRAY),
+    ("tstzmultirange[]", Oid::TSTZMULTIRANGE_ARRAY),
+    ("datemultirange[]", Oid::DATEMULTIRANGE_ARRAY),
+    ("int8multirange[]", Oid::INT8MULTIRANGE_ARRAY),
+];
+
+const SETUP: &str = r#"
+SET client_encoding = 'UTF8';
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN posint AS int4 CHECK (VALUE > 0);
+CREATE TYPE floatrange AS RANGE (subtype = float8);
+CREATE TYPE textrange AS RANGE (subtype = text, collation = "C");
+CREATE TYPE moodrange AS RANGE (subtype = mood);
+CREATE FUNCTION send_hex(v anyelement) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  f regproc;
+  r text;
+BEGIN
+  SELECT typsend INTO f FROM pg_type WHERE oid = pg_typeof(v);
+  EXECUTE format('SELECT encode(%s($1), ''hex'')', f) INTO r USING v;
+  RETURN r;
+END $$;
+"#;
+
+fn registry(cluster: &Cluster) -> TypeRegistry {
+    let rows = cluster.psql(
+        "SELECT t.typname, t.oid, t.typtype, t.typbasetype, t.typarray, \
+                coalesce(r.rngsubtype, 0), coalesce(r.rngmultitypid, 0), coalesce(r.rngmultitypid, 0) \
+         FROM pg_type t LEFT JOIN pg_range r ON r.rngtypid = t.oid \
+         WHERE t.typname IN ('mood', 'posint', 'floatrange', 'textrange', 'moodrange') ORDER BY 1;",
+    );
+    let mut reg = TypeRegistry::new();
+    for row in rows {
+        let f: Vec<&str> = row.split('|').collect();
+        let oid = Oid(f[1].parse().unwrap());
+        let array = Oid(f[4].parse().unwrap());
+        match f[2] {
+            "e" => reg.register(oid, TypeKind::Enum),
+            "d" => reg.register(
+                oid,
+                TypeKind::Domain {
+                    base: Oid(f[3].parse().unwrap()),
+                },
+            ),
+            "r" => {
+                reg.register(
+                    oid,
+                    TypeKind::Range {
+                        subtype: Oid(f[5].parse().unwrap()),
+                    },
+                );
+                let multi = Oid(f[6].parse().unwrap());
+                reg.register(multi, TypeKind::Multirange { range: oid });
+            }
+            other => panic!("unexpected typtype {other}"),
+        }
+        reg.register(array, TypeKind::Array { element: oid });
+    }
+    // Arrays of the multiranges are not needed by the cases; the multiranges themselves are.
+    reg
+}
+
+#[test]
+fn values_match_postgres() {
+    let cluster = Cluster::start();
+    cluster.psql(SETUP);
+
+    // Every OID constant against the catalog.
+    let mut script = String::new();
+    for (name, _) in OIDS {
+        script.push_str(&format!(
+            "SELECT '{}'::regtype::oid;\n",
+            name.replace('\'', "''")
+        ));
+    }
+    let got = cluster.psql(&script);
+    assert_eq!(got.len(), OIDS.len());
+    for ((name, oid), line) in OIDS.iter().zip(&got) {
+        assert_eq!(
+            line.parse::<u32>().unwrap(),
+            oid.0,
+            "OID constant for {name}"
+        );
+    }
+
+    let types = registry(&cluster);
+
+    let mut script = String::from(
+        "SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; \
+         SET bytea_output = 'hex'; SET lc_monetary = 'C';\n",
+    );
+    for case in CASES {
+        script.push_str(&format!(
+            "SET TimeZone = '{}'; SELECT pg_typeof(v)::oid, encode(convert_to(format('%s', v), 'UTF8'), 'hex'), \
+             send_hex(v) FROM (SELECT ({})::{} AS v) s;\n",
+            case.tz, case.expr, case.ty
+        ));
+    }
+    let rows = cluster.psql(&script);
+    assert_eq!(rows.len(), CASES.len(), "one output row per case");
+
+    let mut failures = Vec::new();
+    for (case, row) in CASES.iter().zip(&rows) {
+        let f: Vec<&str> = row.split('|').collect();
+        let oid = Oid(f[0].parse().unwrap());
+        let server_text = String::from_utf8(unhex(f[1])).unwrap();
+        let binary = unhex(f[2]);
+        let what = format!("{}::{} (server text {server_text:?})", case.expr, case.ty);
+        let txt = types.decode(oid, ValueFormat::Text, Bytes::from(server_text.clone()));
+        let bin = types.decode(oid, ValueFormat::Binary, Bytes::from(binary));
+        let (txt, bin) = match (txt, bin) {
+            (Ok(t), Ok(b)) => (t, b),
+            (t, b) => {
+                failures.push(format!("{what}: decode failed: text {t:?}, binary {b:?}"));
+                continue;
+            }
+        };
+        if matches!(txt, Value::Unknown { .. }) || matches!(bin, Value::Unknown { .. }) {
+            failures.push(format!("{what}: decoded as unknown"));
+            continue;
+        }
+        if case.check != Check::SameInstant {
+            if txt.to_string() != server_text {
+                failures.push(format!(
+                    "{what}: text-decoded displays as {:?}",
+                    txt.to_string()
+                ));
+            }
+            if bin.to_string() != server_text {
+                failures.push(format!(
+                    "{what}: binary-decoded displays as {:?}",
+                    bin.to_string()
+                ));
+            }
+        }
+        if case.check != Check::DisplayOnly && format!("{txt:?}") != format!("{bin:?}") {
+            failures.push(format!(
+                "{what}: text and binary disagree:\n  text   {txt:?}\n  binary {bin:?}"
+            ));
+        }
+        // The JSON rendering is produced for every value without panicking and is never empty.
+        assert!(!txt.to_json().is_empty());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+
+    // A type nobody registered is kept as received, text and binary alike.
+    let rows = cluster.psql(
+        "SELECT pg_typeof(v)::oid, encode(convert_to(v::text, 'UTF8'), 'hex'), encode(point_send(v), 'hex') \
+         FROM (SELECT '(1,2)'::point AS v) s;",
+    );
+    let f: Vec<&str> = rows[0].split('|').collect();
+    let oid = Oid(f[0].parse().unwrap());
+    let t = types
+        .decode(oid, ValueFormat::Text, Bytes::from(unhex(f[1])))
+        .unwrap();
+    assert_eq!(
+        t,
+        Value::Unknown {
+            format: ValueFormat::Text,
+            bytes: Bytes::from_static(b"(1,2)")
+        }
+    );
+    assert_eq!(t.to_string(), "(1,2)");
+    let b = types
+        .decode(oid, ValueFormat::Binary, Bytes::from(unhex(f[2])))
+        .unwrap();
+    assert_eq!(b.as_bytes().map(|b| b.len()), Some(16));
+}
