@@ -7,13 +7,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod backend;
 mod cursor;
 mod error;
+mod frontend;
 pub mod pgoutput;
 mod types;
 mod value;
 
+pub use backend::{
+    Authentication, BackendMessage, BackendTag, CopyResponse, DataRow, DataRowColumns,
+    ErrorFieldCode, ErrorFields, FieldDescription, FormatCode, Framer, MAX_SECRET_KEY_LEN,
+    TransactionStatus,
+};
 pub use error::{DecodeError, EncodeError};
+pub use frontend::{
+    CANCEL_REQUEST_CODE, CancelRequest, FrontendFramer, FrontendMessage, GSSENC_REQUEST_CODE,
+    MAX_STARTUP_PACKET_LEN, PasswordKind, ProtocolVersion, SSL_REQUEST_CODE, StartupMessage,
+    StartupPacket,
+};
 pub use types::{Lsn, Oid, ParseLsnError, ParseSqlStateError, PgTimestamp, SqlState, TimelineId, Xid};
 pub use value::{
     ArrayDim, MacAddr, MacAddr8, NoTypes, PgArray, PgBit, PgDate, PgInet, PgInterval, PgMoney,
