@@ -280,7 +280,8 @@ impl PgTimeTz {
         if !(0..=USECS_PER_DAY).contains(&us) {
             return Err(bad("timetz", 0, "time out of range"));
         }
-        if !(-16 * 3600..=16 * 3600).contains(&zone) {
+        // PostgreSQL's TZDISP_LIMIT: offsets must stay below 16 hours.
+        if zone.unsigned_abs() >= 16 * 3600 {
             return Err(bad("timetz", 8, "time zone offset out of range"));
         }
         Ok(Self {

@@ -26,6 +26,7 @@
 
 mod array;
 mod datetime;
+pub(crate) mod fuzz;
 mod json;
 mod network;
 mod numeric;

@@ -136,6 +136,8 @@ impl PgNumeric {
         if scale > MAX_DSCALE {
             return Err(c.invalid(scale_at, "numeric display scale out of range"));
         }
+        // As numeric_recv does: digits hidden by the display scale are truncated away.
+        truncate_to_scale(weight, scale, &mut digits);
         Ok(normalise(sign == SIGN_NEG, weight, scale, digits))
     }
 
@@ -221,6 +223,23 @@ impl PgNumeric {
         // Writing into a String cannot fail.
         let _ = write!(out, "{self}");
         out.push('"');
+    }
+}
+
+/// Drops the digits beyond `scale` decimal places (PostgreSQL's `trunc_var`).
+fn truncate_to_scale(weight: i16, scale: u16, digits: &mut Vec<u16>) {
+    // Number of groups up to and including the last visible fractional group.
+    let keep = i64::from(weight) + 1 + i64::from(scale.div_ceil(4));
+    let keep = usize::try_from(keep).unwrap_or(0);
+    if digits.len() > keep {
+        digits.truncate(keep);
+    }
+    let partial = scale % 4;
+    if partial != 0 && digits.len() == keep {
+        if let Some(last) = digits.last_mut() {
+            let unit = 10u16.pow(u32::from(4 - partial));
+            *last -= *last % unit;
+        }
     }
 }
 
@@ -389,6 +408,12 @@ mod tests {
             f64::INFINITY
         );
         // Unnormalised input is normalised.
+        // Digits hidden by the scale are dropped, as numeric_recv does.
+        let hidden = PgNumeric::from_binary(bin(3, 0, SIGN_POS, 1, &[1, 2345, 6789])).unwrap();
+        assert_eq!(hidden, "1.2".parse().unwrap());
+        let hidden = PgNumeric::from_binary(bin(1, -3, SIGN_NEG, 4, &[5])).unwrap();
+        assert_eq!(hidden.to_string(), "0.0000");
+        assert_eq!(hidden, "0.0000".parse().unwrap());
         let un = PgNumeric::from_binary(bin(3, 2, SIGN_POS, 0, &[0, 5, 0])).unwrap();
         assert_eq!(un, "50000".parse().unwrap());
         assert_eq!("12.5".parse::<PgNumeric>().unwrap().to_f64(), 12.5);
