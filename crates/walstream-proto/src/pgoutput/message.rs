@@ -10,6 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cursor::Cursor;
 use crate::error::{DecodeError, EncodeError};
+use crate::pgoutput::fast;
 use crate::pgoutput::tuple::TupleData;
 use crate::types::{Lsn, Oid, PgTimestamp, Xid};
 
@@ -575,7 +576,27 @@ impl PgoutputMessage {
     /// `in_stream` says whether the message was received between Stream Start and Stream Stop,
     /// where Relation, Type, Insert, Update, Delete, Truncate and Message carry an extra
     /// transaction id first. [`PgoutputDecoder`] tracks that for you.
+    #[inline]
     pub fn decode(
+        bytes: Bytes,
+        in_stream: bool,
+        options: &DecodeOptions,
+    ) -> Result<Self, DecodeError> {
+        // Rows are most of the traffic: try the slice-walking fast path first. It only
+        // accepts well-formed changes and hands anything else back to the general path.
+        let bytes = if !in_stream || options.protocol_version >= 2 {
+            match fast::dml(bytes, in_stream) {
+                Ok(msg) => return Ok(msg),
+                Err(bytes) => bytes,
+            }
+        } else {
+            bytes
+        };
+        Self::decode_general(bytes, in_stream, options)
+    }
+
+    /// The general decoder, through the bounds-checked cursor; the source of every error.
+    pub(super) fn decode_general(
         bytes: Bytes,
         in_stream: bool,
         options: &DecodeOptions,
@@ -1096,9 +1117,10 @@ impl PgoutputDecoder {
     }
 
     /// Decodes the next message and updates the streaming state.
+    #[inline]
     pub fn decode(&mut self, bytes: Bytes) -> Result<PgoutputMessage, DecodeError> {
         let msg = PgoutputMessage::decode(bytes, self.in_stream(), &self.options)?;
-        if msg == PgoutputMessage::StreamStop && !self.in_stream() {
+        if matches!(msg, PgoutputMessage::StreamStop) && !self.in_stream() {
             return Err(DecodeError::InvalidValue {
                 context: MessageTag::STREAM_STOP.context(),
                 offset: 0,

@@ -20,6 +20,7 @@
     clippy::cast_sign_loss
 )]
 
+mod fast;
 mod message;
 mod relcache;
 mod tuple;

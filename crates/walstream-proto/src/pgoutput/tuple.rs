@@ -70,6 +70,12 @@ impl TupleData {
         Ok(Self { raw, columns })
     }
 
+    /// Wraps raw column entries whose structure the caller has already validated.
+    #[inline]
+    pub(super) fn from_validated(raw: Bytes, columns: u16) -> Self {
+        Self { raw, columns }
+    }
+
     /// Builds tuple data from column values (for encoders and tests).
     pub fn from_values<'a, I>(values: I) -> Result<Self, EncodeError>
     where

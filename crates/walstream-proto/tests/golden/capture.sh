@@ -7,13 +7,16 @@
 #
 #   PGBIN=/usr/lib/postgresql/15/bin PORT=25420 ./capture.sh
 #
+# OUT=dir writes the files there instead. pgoutput-v1-narrow-inserts.bin (the benchmark's input:
+# 2000 narrow inserts in 20 transactions, decoded by a slot of its own) is written last.
+#
 # PostgreSQL refuses to run as root; when run as root the server and psql run as `postgres`.
 # PostgreSQL 15 has protocol versions 1-3 only; protocol 4 (streaming = parallel) needs 16+.
 set -euo pipefail
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PORT=${PORT:-25420}
-OUT=$(cd "$(dirname "$0")" && pwd)
+OUT=${OUT:-$(cd "$(dirname "$0")" && pwd)}
 WORK=$(mktemp -d /tmp/pgo-capture.XXXXXX)
 DATA=$WORK/data
 SOCK=$WORK/sock
@@ -181,4 +184,16 @@ capture pgoutput-v1-binary.bin s1 proto_version 1 "${common[@]}" binary true
 capture pgoutput-v2-stream.bin s1 proto_version 2 "${common[@]}" binary false streaming on
 capture pgoutput-v3-twophase.bin s2 proto_version 3 "${common[@]}" binary false streaming on two_phase true
 capture pgoutput-v3-twophase-binary.bin s2 proto_version 3 "${common[@]}" binary true streaming on two_phase true
+
+# The benchmark's input: narrow inserts only, through a publication of their own.
+psql_run >/dev/null <<'SQL'
+CREATE TABLE t_narrow (id bigint PRIMARY KEY, qty int, label text);
+CREATE PUBLICATION p_narrow FOR TABLE t_narrow;
+SELECT pg_create_logical_replication_slot('s3', 'pgoutput');
+SQL
+for batch in $(seq 0 19); do
+    psql_run -c "INSERT INTO t_narrow SELECT g, g % 97, 'item-' || g
+                 FROM generate_series($((batch * 100 + 1)), $((batch * 100 + 100))) g"
+done
+capture pgoutput-v1-narrow-inserts.bin s3 proto_version 1 publication_names p_narrow binary false
 cat "$OUT/pgoutput-meta.txt"
