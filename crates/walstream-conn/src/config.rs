@@ -328,9 +328,13 @@ pub struct PasswordLookup {
 ///   `service`, `sslcrl`, `sslcrldir`, `sslcertmode`, `ssl_min_protocol_version`,
 ///   `ssl_max_protocol_version`, `sslkeylogfile`, `requirepeer`, `gsslib`, `gssdelegation`.
 /// * `sslcompression` is accepted and ignored, as libpq does since PostgreSQL 14.
+/// * `PGSERVICE`, `PGSERVICEFILE`, `PGSYSCONFDIR`, `PGDATESTYLE`, `PGTZ`, `PGGEQO` and
+///   `PGREQUIRESSL` are not read.
 /// * The default socket directory is the first existing of `/var/run/postgresql` and `/tmp`
 ///   (a libpq build has exactly one, chosen at compile time); both count as "the default
 ///   directory" for `.pgpass` matching.
+/// * In a URI, an `@` after the first `/` or `?` never ends user information (libpq looks
+///   for it up to the first `/` only, so `?application_name=a@b` confused it).
 /// * `.pgpass` ports are matched as numbers written in decimal (libpq compares the text).
 ///
 /// # Example

@@ -90,7 +90,10 @@ fn password_file_supplies_passwords() {
         let c = config(&conninfo);
         let lookup = c.lookup_password(&c.targets().unwrap()[0]);
         assert!(
-            matches!(lookup.warning, Some(PassFileWarning::InsecurePermissions { mode: 0o640, .. })),
+            matches!(
+                lookup.warning,
+                Some(PassFileWarning::InsecurePermissions { mode: 0o640, .. })
+            ),
             "{lookup:?}"
         );
         let e = connect(&conninfo).unwrap_err();
@@ -105,8 +108,14 @@ fn uris_and_unix_sockets() {
         let port = cluster.port();
         let socket_dir = cluster.socket_dir().display().to_string();
         let cases = [
-            (format!("{}?sslmode=disable", cluster.url(Role::Scram)), Role::Scram),
-            (format!("{}?sslmode=disable", cluster.url(Role::ScramUtf8)), Role::ScramUtf8),
+            (
+                format!("{}?sslmode=disable", cluster.url(Role::Scram)),
+                Role::Scram,
+            ),
+            (
+                format!("{}?sslmode=disable", cluster.url(Role::ScramUtf8)),
+                Role::ScramUtf8,
+            ),
             (
                 format!(
                     "postgresql://ws_md5:{}@[::1]:{port},127.0.0.1:{port}/postgres?sslmode=disable\
@@ -161,17 +170,24 @@ fn environment_fallback() {
         .collect();
         let lookup = |k: &str| vars.get(k).cloned();
         let c = Config::new().with_env_from(lookup).unwrap();
-        let mut client = run(Client::connect(&c))
-            .unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
-        let rows = run(client.simple_query("SELECT current_user, current_setting('application_name')"))
-            .unwrap();
+        let mut client =
+            run(Client::connect(&c)).unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
+        let rows =
+            run(client.simple_query("SELECT current_user, current_setting('application_name')"))
+                .unwrap();
         assert_eq!(rows[0].get(0), Some("ws_scram"));
         assert_eq!(rows[0].get(1), Some("from-env"));
         run(client.close());
         // Explicit values win: the wrong user from the string, not PGUSER's.
-        let c = config("user=ws_md5 application_name=explicit").with_env_from(lookup).unwrap();
+        let c = config("user=ws_md5 application_name=explicit")
+            .with_env_from(lookup)
+            .unwrap();
         let e = run(Client::connect(&c)).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Db, "ws_md5 with ws_scram's password: {e}");
+        assert_eq!(
+            e.kind(),
+            ErrorKind::Db,
+            "ws_md5 with ws_scram's password: {e}"
+        );
     });
 }
 
@@ -224,8 +240,7 @@ fn target_session_attrs_on_a_primary() {
             ("primary", "-c default_transaction_read_only=on", true),
         ];
         for (attrs, options, accepted) in cases {
-            let conninfo =
-                format!("{base} target_session_attrs={attrs} options='{options}'");
+            let conninfo = format!("{base} target_session_attrs={attrs} options='{options}'");
             match connect(&conninfo) {
                 Ok(client) => {
                     assert!(accepted, "{attrs} {options}: accepted");
