@@ -24,10 +24,15 @@
 
 mod compress;
 mod error;
+mod manifest;
 mod tar;
 
 pub use compress::GzipSink;
 pub use error::{Error, ManifestError, TarError, WalError};
+pub use manifest::{
+    Checksum, ChecksumAlgorithm, DEFAULT_IGNORED, MANIFEST_FILE, Manifest, ManifestFile, Problem,
+    Report, VerifyOptions, WalRange, manifest_checksum, verify_backup, verify_backup_with,
+};
 pub use tar::{
     ArchiveSink, DirExtractor, EntryKind, NullVisitor, RawArchiveWriter, TarEntry, TarExtractor,
     TarReader, TarVisitor, safe_relative_path,
