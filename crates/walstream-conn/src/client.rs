@@ -10,10 +10,13 @@ use tokio::time::Instant;
 use walstream_proto::{CopyResponse, DataRow, FieldDescription};
 
 use crate::config::{
-    Config, RootCert, ServerStatus, SessionVerdict, SslMode, SslNegotiation, Target, TargetAddr, TargetSessionAttrs,
+    Config, RootCert, ServerStatus, SessionVerdict, SslMode, SslNegotiation, Target, TargetAddr,
+    TargetSessionAttrs,
 };
 use crate::error::{DbError, Error, ErrorKind};
-use crate::machine::{BackendKey, CompletedAuth, Connection, Event, Phase, StartupSettings, TlsRequest};
+use crate::machine::{
+    BackendKey, CompletedAuth, Connection, Event, Phase, StartupSettings, TlsRequest,
+};
 use crate::transport::{self, Transport};
 
 /// The default deadline of one control command.
@@ -92,7 +95,10 @@ pub struct Row {
 
 impl Row {
     pub(crate) fn new(columns: Arc<[FieldDescription]>, row: &DataRow) -> Self {
-        Self { columns, values: row.columns().collect() }
+        Self {
+            columns,
+            values: row.columns().collect(),
+        }
     }
 
     /// Number of columns.
@@ -134,13 +140,16 @@ impl Row {
     /// [`ErrorKind::InvalidState`] for an index out of range, [`ErrorKind::Protocol`] for a
     /// value that is not UTF-8.
     pub fn try_get(&self, idx: usize) -> Result<Option<&str>, Error> {
-        let v = self
-            .values
-            .get(idx)
-            .ok_or_else(|| Error::new(ErrorKind::InvalidState, format!("column index {idx} out of range")))?;
+        let v = self.values.get(idx).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidState,
+                format!("column index {idx} out of range"),
+            )
+        })?;
         v.as_ref()
             .map(|b| {
-                std::str::from_utf8(b).map_err(|_| Error::protocol(format!("column {idx} is not valid UTF-8")))
+                std::str::from_utf8(b)
+                    .map_err(|_| Error::protocol(format!("column {idx} is not valid UTF-8")))
             })
             .transpose()
     }
@@ -160,18 +169,24 @@ impl CancelToken {
     /// Asks the server to cancel whatever the connection is running. Success means the
     /// request was delivered, not that anything was cancelled.
     pub async fn cancel(&self) -> Result<(), Error> {
-        let io = transport::open(&self.keepalive_config, &self.target, self.connect_timeout).await?;
+        let io =
+            transport::open(&self.keepalive_config, &self.target, self.connect_timeout).await?;
         let mut io = match &self.tls {
             None => io,
             Some(tls) => {
                 let mut io = io;
                 if !tls.direct {
                     let mut req = BytesMut::new();
-                    walstream_proto::StartupPacket::SslRequest.encode(&mut req).map_err(encode_err)?;
+                    walstream_proto::StartupPacket::SslRequest
+                        .encode(&mut req)
+                        .map_err(encode_err)?;
                     io.write_all(&req).await.map_err(io_err)?;
                     let answer = io.read_u8().await.map_err(io_err)?;
                     if answer != b'S' {
-                        return Err(Error::new(ErrorKind::Tls, "server declined TLS for the cancel request"));
+                        return Err(Error::new(
+                            ErrorKind::Tls,
+                            "server declined TLS for the cancel request",
+                        ));
                     }
                 }
                 tls_handshake(io, tls).await?.0
@@ -204,8 +219,9 @@ fn encode_err(e: walstream_proto::EncodeError) -> Error {
 /// Builds the rustls configuration for `config` (only called when TLS may be used).
 fn tls_config(config: &Config) -> Result<Arc<walstream_tls::rustls::ClientConfig>, Error> {
     let ssl = config.ssl();
-    let mut opts =
-        walstream_tls::TlsOptions::new(ssl.mode()).with_sni(ssl.sni()).with_negotiation(ssl.negotiation());
+    let mut opts = walstream_tls::TlsOptions::new(ssl.mode())
+        .with_sni(ssl.sni())
+        .with_negotiation(ssl.negotiation());
     // The configuration resolves libpq's default files itself.
     opts = opts.with_default_files(walstream_tls::DefaultFiles::Disabled);
     if let Some(root) = ssl.effective_root_cert() {
@@ -217,10 +233,14 @@ fn tls_config(config: &Config) -> Result<Arc<walstream_tls::rustls::ClientConfig
     if let Some((cert, key)) = ssl.effective_client_cert() {
         opts = opts.with_client_cert(cert, key);
     }
-    opts.client_config().map_err(|e| Error::with_source(ErrorKind::Tls, "invalid TLS configuration", e))
+    opts.client_config()
+        .map_err(|e| Error::with_source(ErrorKind::Tls, "invalid TLS configuration", e))
 }
 
-async fn tls_handshake(io: Transport, tls: &TlsSetup) -> Result<(Transport, Option<Vec<u8>>), Error> {
+async fn tls_handshake(
+    io: Transport,
+    tls: &TlsSetup,
+) -> Result<(Transport, Option<Vec<u8>>), Error> {
     let Transport::Tcp(tcp) = io else {
         return Err(Error::new(ErrorKind::Tls, "TLS is only used over TCP"));
     };
@@ -255,11 +275,18 @@ impl Client {
     /// or refuses TLS as required is skipped, but an authentication failure ends the search,
     /// as in libpq.
     pub async fn connect(config: &Config) -> Result<Self, Error> {
-        config.validate().map_err(|e| Error::with_source(ErrorKind::Config, "invalid connection configuration", e))?;
-        let targets =
-            config.targets().map_err(|e| Error::with_source(ErrorKind::Config, "invalid host list", e))?;
+        config.validate().map_err(|e| {
+            Error::with_source(ErrorKind::Config, "invalid connection configuration", e)
+        })?;
+        let targets = config
+            .targets()
+            .map_err(|e| Error::with_source(ErrorKind::Config, "invalid host list", e))?;
         let attrs = config.target_session_attrs();
-        let passes: &[u8] = if attrs.has_fallback_pass() { &[1, 2] } else { &[1] };
+        let passes: &[u8] = if attrs.has_fallback_pass() {
+            &[1, 2]
+        } else {
+            &[1]
+        };
         let mut last_err = None;
         for &pass in passes {
             for target in &targets {
@@ -281,7 +308,11 @@ impl Client {
         Err(last_err.unwrap_or_else(|| Error::new(ErrorKind::Config, "no host to connect to")))
     }
 
-    async fn connect_target(config: &Config, target: &Target, attrs: TargetSessionAttrs) -> Result<Self, Error> {
+    async fn connect_target(
+        config: &Config,
+        target: &Target,
+        attrs: TargetSessionAttrs,
+    ) -> Result<Self, Error> {
         let mode = config.ssl().mode();
         let is_unix = matches!(target.addr, TargetAddr::Unix { .. });
         let direct = config.ssl().negotiation() == SslNegotiation::Direct;
@@ -291,7 +322,10 @@ impl Client {
         } else {
             match mode {
                 SslMode::Disable => vec![TlsRequest::Disable],
-                SslMode::Allow => vec![TlsRequest::Disable, TlsRequest::Negotiate { required: true }],
+                SslMode::Allow => vec![
+                    TlsRequest::Disable,
+                    TlsRequest::Negotiate { required: true },
+                ],
                 SslMode::Prefer if direct => vec![TlsRequest::Direct],
                 SslMode::Prefer => vec![TlsRequest::Negotiate { required: false }],
                 _ if direct => vec![TlsRequest::Direct],
@@ -312,10 +346,15 @@ impl Client {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| Error::new(ErrorKind::Connect, "no connection attempt was made")))
+        Err(last
+            .unwrap_or_else(|| Error::new(ErrorKind::Connect, "no connection attempt was made")))
     }
 
-    async fn attempt(config: &Config, target: &Target, tls_request: TlsRequest) -> Result<Self, Error> {
+    async fn attempt(
+        config: &Config,
+        target: &Target,
+        tls_request: TlsRequest,
+    ) -> Result<Self, Error> {
         let timeout = config.connect_timeout();
         let deadline = timeout.map(|t| Instant::now() + t);
         let io = transport::open(config, target, timeout).await?;
@@ -346,15 +385,21 @@ impl Client {
         };
         let where_ = transport::describe(target);
         loop {
-            match client.next_event(None).await.map_err(|e| e.context(format!("connection to {where_} failed")))? {
+            match client
+                .next_event(None)
+                .await
+                .map_err(|e| e.context(format!("connection to {where_} failed")))?
+            {
                 Some(Event::StartTls) => {
-                    let setup = tls.clone().ok_or_else(|| Error::protocol("TLS requested without a TLS setup"))?;
+                    let setup = tls
+                        .clone()
+                        .ok_or_else(|| Error::protocol("TLS requested without a TLS setup"))?;
                     let io = std::mem::replace(&mut client.io, Transport::Taken);
                     let fut = tls_handshake(io, &setup);
                     let (io, hash) = match deadline {
-                        Some(d) => tokio::time::timeout_at(d, fut)
-                            .await
-                            .map_err(|_| Error::new(ErrorKind::Timeout, "TLS handshake timed out"))??,
+                        Some(d) => tokio::time::timeout_at(d, fut).await.map_err(|_| {
+                            Error::new(ErrorKind::Timeout, "TLS handshake timed out")
+                        })??,
                         None => fut.await?,
                     };
                     client.io = io;
@@ -377,18 +422,27 @@ impl Client {
         let mut verdict = attrs.verdict(&status);
         if let SessionVerdict::Query(q) = verdict {
             let rows = self.simple_query(q.sql()).await?;
-            let value = rows.first().and_then(|r| r.get(0)).unwrap_or_default().to_owned();
-            verdict = attrs
-                .verdict_from_query(q, &value)
-                .map_err(|e| Error::with_source(ErrorKind::Protocol, "target_session_attrs check failed", e))?;
+            let value = rows
+                .first()
+                .and_then(|r| r.get(0))
+                .unwrap_or_default()
+                .to_owned();
+            verdict = attrs.verdict_from_query(q, &value).map_err(|e| {
+                Error::with_source(ErrorKind::Protocol, "target_session_attrs check failed", e)
+            })?;
         }
         match verdict {
             SessionVerdict::Accept => Ok(self),
             SessionVerdict::Reject(why) => {
                 self.close().await;
-                Err(Error::new(ErrorKind::TargetSessionAttrs, format!("server rejected: {why}")))
+                Err(Error::new(
+                    ErrorKind::TargetSessionAttrs,
+                    format!("server rejected: {why}"),
+                ))
             }
-            SessionVerdict::Query(_) => Err(Error::protocol("target_session_attrs check did not converge")),
+            SessionVerdict::Query(_) => Err(Error::protocol(
+                "target_session_attrs check did not converge",
+            )),
         }
     }
 
@@ -399,7 +453,10 @@ impl Client {
 
     /// The server's major version from `server_version_num`/`server_version`, e.g. `15`.
     pub fn server_major_version(&self) -> Option<u32> {
-        if let Some(n) = self.parameter("server_version_num").and_then(|v| v.parse::<u32>().ok()) {
+        if let Some(n) = self
+            .parameter("server_version_num")
+            .and_then(|v| v.parse::<u32>().ok())
+        {
             return Some(n / 10_000);
         }
         let v = self.parameter("server_version")?;
@@ -450,7 +507,12 @@ impl Client {
 
     /// Runs a simple query and returns the rows of every statement in it, concatenated.
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Row>, Error> {
-        Ok(self.simple_query_sets(sql).await?.into_iter().flat_map(ResultSet::into_rows).collect())
+        Ok(self
+            .simple_query_sets(sql)
+            .await?
+            .into_iter()
+            .flat_map(ResultSet::into_rows)
+            .collect())
     }
 
     /// Runs a simple query and returns one [`ResultSet`] per statement.
@@ -461,10 +523,16 @@ impl Client {
         let mut current: Option<ResultSet> = None;
         let mut error = None;
         loop {
-            let Some(ev) = self.next_event(None).await? else { continue };
+            let Some(ev) = self.next_event(None).await? else {
+                continue;
+            };
             match ev {
                 Event::RowDescription(cols) => {
-                    current = Some(ResultSet { columns: cols, rows: Vec::new(), tag: None });
+                    current = Some(ResultSet {
+                        columns: cols,
+                        rows: Vec::new(),
+                        tag: None,
+                    });
                 }
                 Event::DataRow(row) => {
                     let set = current.get_or_insert_with(ResultSet::default);
@@ -502,7 +570,9 @@ impl Client {
         self.conn.send_query(sql)?;
         let mut error = None;
         loop {
-            let Some(ev) = self.next_event(None).await? else { continue };
+            let Some(ev) = self.next_event(None).await? else {
+                continue;
+            };
             match ev {
                 Event::CopyBoth(r) => {
                     // Streaming has no overall deadline; the stream watches the server.
@@ -523,7 +593,10 @@ impl Client {
     }
 
     /// Waits for the next event, until `wake` at the latest (`Ok(None)` then).
-    pub(crate) async fn next_event(&mut self, wake: Option<Instant>) -> Result<Option<Event>, Error> {
+    pub(crate) async fn next_event(
+        &mut self,
+        wake: Option<Instant>,
+    ) -> Result<Option<Event>, Error> {
         loop {
             if let Some(ev) = self.conn.poll_event() {
                 if let Event::Notice(n) = &ev {
@@ -549,16 +622,16 @@ impl Client {
                 buf.reserve(READ_CHUNK);
             }
             let read = match until {
-                Some(t) => match tokio::time::timeout_at(t, self.io.read_buf(buf)).await {
-                    Ok(r) => Some(r),
-                    Err(_) => None,
-                },
+                Some(t) => tokio::time::timeout_at(t, self.io.read_buf(buf)).await.ok(),
                 None => Some(self.io.read_buf(buf).await),
             };
             match read {
                 Some(Ok(0)) => {
                     self.conn.fail();
-                    return Err(Error::new(ErrorKind::Closed, "server closed the connection unexpectedly"));
+                    return Err(Error::new(
+                        ErrorKind::Closed,
+                        "server closed the connection unexpectedly",
+                    ));
                 }
                 Some(Ok(_)) => self.conn.process_input()?,
                 Some(Err(e)) => {
@@ -602,7 +675,8 @@ impl Client {
             ));
         }
         self.busy = true;
-        self.conn.set_deadline(Some((Instant::now() + self.command_timeout).into_std()));
+        self.conn
+            .set_deadline(Some((Instant::now() + self.command_timeout).into_std()));
         Ok(())
     }
 
@@ -624,4 +698,3 @@ impl Client {
         let _ = self.io.shutdown().await;
     }
 }
-

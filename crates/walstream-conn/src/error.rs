@@ -88,7 +88,12 @@ struct Inner {
 impl Error {
     /// An error of `kind` with a one-line description (must not contain secrets).
     pub(crate) fn new(kind: ErrorKind, context: impl Into<Cow<'static, str>>) -> Self {
-        Self(Box::new(Inner { kind, context: Some(context.into()), db: None, source: None }))
+        Self(Box::new(Inner {
+            kind,
+            context: Some(context.into()),
+            db: None,
+            source: None,
+        }))
     }
 
     /// An error of `kind` caused by `source`.
@@ -107,7 +112,12 @@ impl Error {
 
     /// An error reported by the server.
     pub(crate) fn db(db: DbError) -> Self {
-        Self(Box::new(Inner { kind: ErrorKind::Db, context: None, db: Some(db), source: None }))
+        Self(Box::new(Inner {
+            kind: ErrorKind::Db,
+            context: None,
+            db: Some(db),
+            source: None,
+        }))
     }
 
     /// A protocol violation by the server.
@@ -318,7 +328,9 @@ impl DbError {
 impl fmt::Debug for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("DbError");
-        d.field("severity", &self.severity).field("code", &self.code).field("message", &self.message);
+        d.field("severity", &self.severity)
+            .field("code", &self.code)
+            .field("message", &self.message);
         let opt = [
             ("detail", &self.detail),
             ("hint", &self.hint),
@@ -353,7 +365,13 @@ impl fmt::Debug for DbError {
 impl fmt::Display for DbError {
     /// One line: `SEVERITY SQLSTATE: message` plus detail and hint when present.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.severity, self.code, one_line(&self.message))?;
+        write!(
+            f,
+            "{} {}: {}",
+            self.severity,
+            self.code,
+            one_line(&self.message)
+        )?;
         if let Some(d) = &self.detail {
             write!(f, " (DETAIL: {})", one_line(d))?;
         }
@@ -365,7 +383,11 @@ impl fmt::Display for DbError {
 }
 
 fn one_line(s: &str) -> Cow<'_, str> {
-    if s.contains(['\n', '\r']) { Cow::Owned(s.replace(['\n', '\r'], " ")) } else { Cow::Borrowed(s) }
+    if s.contains(['\n', '\r']) {
+        Cow::Owned(s.replace(['\n', '\r'], " "))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 impl StdError for DbError {}
@@ -380,7 +402,10 @@ mod tests {
             .with(C::SEVERITY, "ERREUR")
             .with(C::SEVERITY_NONLOCALIZED, "ERROR")
             .with(C::CODE, "23505")
-            .with(C::MESSAGE, "duplicate key value\nviolates unique constraint")
+            .with(
+                C::MESSAGE,
+                "duplicate key value\nviolates unique constraint",
+            )
             .with(C::DETAIL, "Key (id)=(1) already exists.")
             .with(C::HINT, "pick another")
             .with(C::POSITION, "17")
@@ -403,7 +428,10 @@ mod tests {
         assert_eq!(e.severity(), "ERREUR");
         assert_eq!(e.severity_nonlocalized(), Some("ERROR"));
         assert_eq!(e.code().code(), "23505");
-        assert_eq!(e.message(), "duplicate key value\nviolates unique constraint");
+        assert_eq!(
+            e.message(),
+            "duplicate key value\nviolates unique constraint"
+        );
         assert_eq!(e.detail(), Some("Key (id)=(1) already exists."));
         assert_eq!(e.hint(), Some("pick another"));
         assert_eq!(e.position(), Some(17));
@@ -428,7 +456,10 @@ mod tests {
         assert!(s.contains("23505"), "{s}");
         assert!(s.contains("Key (id)=(1)"), "{s}");
         assert_eq!(err.kind(), ErrorKind::Db);
-        assert_eq!(err.code().map(|c| c.code().to_owned()).as_deref(), Some("23505"));
+        assert_eq!(
+            err.code().map(|c| c.code().to_owned()).as_deref(),
+            Some("23505")
+        );
         assert!(err.source().is_some());
     }
 
@@ -445,8 +476,14 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let e = Error::with_source(ErrorKind::Connect, "connecting to 127.0.0.1:1", io);
         assert_eq!(e.kind(), ErrorKind::Connect);
-        assert_eq!(e.to_string(), "could not connect: connecting to 127.0.0.1:1");
-        assert_eq!(e.source().map(ToString::to_string).as_deref(), Some("refused"));
+        assert_eq!(
+            e.to_string(),
+            "could not connect: connecting to 127.0.0.1:1"
+        );
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("refused")
+        );
         let e = e.context("other");
         assert_eq!(e.to_string(), "could not connect: other");
     }

@@ -26,7 +26,11 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
-#![deny(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 mod client;
 mod config;
@@ -39,19 +43,20 @@ mod transport;
 
 pub use client::{CancelToken, Client, DEFAULT_COMMAND_TIMEOUT, ResultSet, Row};
 pub use config::{
-    AuthMethod, Config, ConfigError, DEFAULT_PORT, DEFAULT_SOCKET_DIRS, GssEncMode, KeepaliveConfig,
-    LoadBalanceHosts, PasswordLookup, PasswordSource, ReplicationMode, RequireAuth, RootCert, ServerStatus,
-    SessionQuery, SessionQueryError, SessionRejection, SessionVerdict, SslMode, SslNegotiation, SslSettings,
-    Target, TargetAddr, TargetSessionAttrs,
+    AuthMethod, Config, ConfigError, DEFAULT_PORT, DEFAULT_SOCKET_DIRS, GssEncMode,
+    KeepaliveConfig, LoadBalanceHosts, PasswordLookup, PasswordSource, ReplicationMode,
+    RequireAuth, RootCert, ServerStatus, SessionQuery, SessionQueryError, SessionRejection,
+    SessionVerdict, SslMode, SslNegotiation, SslSettings, Target, TargetAddr, TargetSessionAttrs,
 };
 pub use error::{DbError, Error, ErrorKind};
+pub use machine::{CompletedAuth, Connection, Event, Phase, StartupSettings, TlsRequest};
 pub use pgpass::{PassFile, PassFileWarning};
 pub use replication::{
-    CreateSlotOptions, CreatedSlot, IdentifySystem, ReadSlot, SlotKind, SnapshotAction, TimelineHistory,
-    create_slot_command, quote_ident, quote_literal, start_logical_command, start_physical_command,
+    CreateSlotOptions, CreatedSlot, IdentifySystem, ReadSlot, SlotKind, SnapshotAction,
+    TimelineHistory, create_slot_command, quote_ident, quote_literal, start_logical_command,
+    start_physical_command,
 };
 pub use stream::{
-    FeedbackLsns, FeedbackSchedule, HotStandbyFeedback, NextTimeline, ReplicationStream, StreamMessage,
-    encode_hot_standby_feedback, encode_status_update,
+    FeedbackLsns, FeedbackSchedule, HotStandbyFeedback, NextTimeline, ReplicationStream,
+    StreamMessage, encode_hot_standby_feedback, encode_status_update,
 };
-pub use machine::{CompletedAuth, Connection, Event, Phase, StartupSettings, TlsRequest};

@@ -77,7 +77,11 @@ impl CreateSlotOptions {
     /// A permanent logical slot using `plugin`, exporting its snapshot.
     pub fn logical(plugin: impl Into<String>) -> Self {
         Self {
-            kind: SlotKind::Logical { plugin: plugin.into(), snapshot: SnapshotAction::Export, two_phase: false },
+            kind: SlotKind::Logical {
+                plugin: plugin.into(),
+                snapshot: SnapshotAction::Export,
+                two_phase: false,
+            },
             temporary: false,
             failover: false,
         }
@@ -85,7 +89,11 @@ impl CreateSlotOptions {
 
     /// A permanent physical slot.
     pub fn physical(reserve_wal: bool) -> Self {
-        Self { kind: SlotKind::Physical { reserve_wal }, temporary: false, failover: false }
+        Self {
+            kind: SlotKind::Physical { reserve_wal },
+            temporary: false,
+            failover: false,
+        }
     }
 
     /// Makes the slot temporary.
@@ -149,7 +157,10 @@ pub struct ReadSlot {
 /// Quotes an identifier: `"name"` with `"` doubled.
 pub fn quote_ident(name: &str) -> Result<String, Error> {
     if name.contains('\0') {
-        return Err(Error::new(ErrorKind::InvalidState, "identifier contains a NUL byte"));
+        return Err(Error::new(
+            ErrorKind::InvalidState,
+            "identifier contains a NUL byte",
+        ));
     }
     Ok(format!("\"{}\"", name.replace('"', "\"\"")))
 }
@@ -158,7 +169,10 @@ pub fn quote_ident(name: &str) -> Result<String, Error> {
 /// `standard_conforming_strings=off`, `E'...'` with backslashes doubled too.
 pub fn quote_literal(value: &str, standard_conforming_strings: bool) -> Result<String, Error> {
     if value.contains('\0') {
-        return Err(Error::new(ErrorKind::InvalidState, "string literal contains a NUL byte"));
+        return Err(Error::new(
+            ErrorKind::InvalidState,
+            "string literal contains a NUL byte",
+        ));
     }
     let doubled = value.replace('\'', "''");
     Ok(if standard_conforming_strings {
@@ -169,13 +183,20 @@ pub fn quote_literal(value: &str, standard_conforming_strings: bool) -> Result<S
 }
 
 /// Builds the `CREATE_REPLICATION_SLOT` command for a server of major version `major`.
-pub fn create_slot_command(name: &str, opts: &CreateSlotOptions, major: u32) -> Result<String, Error> {
+pub fn create_slot_command(
+    name: &str,
+    opts: &CreateSlotOptions,
+    major: u32,
+) -> Result<String, Error> {
     let mut sql = format!("CREATE_REPLICATION_SLOT {}", quote_ident(name)?);
     if opts.temporary {
         sql.push_str(" TEMPORARY");
     }
     if opts.failover && major < 17 {
-        return Err(Error::new(ErrorKind::Unsupported, "FAILOVER slots need PostgreSQL 17 or later"));
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "FAILOVER slots need PostgreSQL 17 or later",
+        ));
     }
     if major >= 15 {
         let mut options = Vec::new();
@@ -186,7 +207,11 @@ pub fn create_slot_command(name: &str, opts: &CreateSlotOptions, major: u32) -> 
                     options.push("RESERVE_WAL true".to_owned());
                 }
             }
-            SlotKind::Logical { plugin, snapshot, two_phase } => {
+            SlotKind::Logical {
+                plugin,
+                snapshot,
+                two_phase,
+            } => {
                 sql.push_str(" LOGICAL ");
                 sql.push_str(&quote_ident(plugin)?);
                 options.push(format!(
@@ -218,25 +243,26 @@ pub fn create_slot_command(name: &str, opts: &CreateSlotOptions, major: u32) -> 
                     sql.push_str(" RESERVE_WAL");
                 }
             }
-            SlotKind::Logical { plugin, snapshot, two_phase } => {
+            SlotKind::Logical {
+                plugin,
+                snapshot,
+                two_phase,
+            } => {
                 sql.push_str(" LOGICAL ");
                 sql.push_str(&quote_ident(plugin)?);
                 if *two_phase {
-                    // PostgreSQL 14 accepts only one of the keywords.
-                    if *snapshot != SnapshotAction::Export {
-                        return Err(Error::new(
-                            ErrorKind::Unsupported,
-                            "PostgreSQL 14 cannot combine TWO_PHASE with a snapshot option",
-                        ));
-                    }
-                    sql.push_str(" TWO_PHASE");
-                } else {
-                    sql.push_str(match snapshot {
-                        SnapshotAction::Export => " EXPORT_SNAPSHOT",
-                        SnapshotAction::Use => " USE_SNAPSHOT",
-                        SnapshotAction::Nothing => " NOEXPORT_SNAPSHOT",
-                    });
+                    // PostgreSQL 14's replication grammar has no TWO_PHASE keyword (two-phase
+                    // slots there are created with pg_create_logical_replication_slot()).
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        "CREATE_REPLICATION_SLOT ... TWO_PHASE needs PostgreSQL 15 or later",
+                    ));
                 }
+                sql.push_str(match snapshot {
+                    SnapshotAction::Export => " EXPORT_SNAPSHOT",
+                    SnapshotAction::Use => " USE_SNAPSHOT",
+                    SnapshotAction::Nothing => " NOEXPORT_SNAPSHOT",
+                });
             }
         }
     }
@@ -250,11 +276,20 @@ pub fn start_logical_command(
     options: &[(&str, &str)],
     standard_conforming_strings: bool,
 ) -> Result<String, Error> {
-    let mut sql = format!("START_REPLICATION SLOT {} LOGICAL {start}", quote_ident(slot)?);
+    let mut sql = format!(
+        "START_REPLICATION SLOT {} LOGICAL {start}",
+        quote_ident(slot)?
+    );
     if !options.is_empty() {
         let parts = options
             .iter()
-            .map(|(k, v)| Ok(format!("{} {}", quote_ident(k)?, quote_literal(v, standard_conforming_strings)?)))
+            .map(|(k, v)| {
+                Ok(format!(
+                    "{} {}",
+                    quote_ident(k)?,
+                    quote_literal(v, standard_conforming_strings)?
+                ))
+            })
             .collect::<Result<Vec<_>, Error>>()?;
         sql.push_str(" (");
         sql.push_str(&parts.join(", "));
@@ -264,7 +299,11 @@ pub fn start_logical_command(
 }
 
 /// Builds `START_REPLICATION [SLOT s] PHYSICAL lsn [TIMELINE t]`.
-pub fn start_physical_command(slot: Option<&str>, start: Lsn, timeline: Option<TimelineId>) -> Result<String, Error> {
+pub fn start_physical_command(
+    slot: Option<&str>,
+    start: Lsn,
+    timeline: Option<TimelineId>,
+) -> Result<String, Error> {
     let mut sql = "START_REPLICATION".to_owned();
     if let Some(s) = slot {
         sql.push_str(" SLOT ");
@@ -284,17 +323,19 @@ fn col<'a>(row: &'a Row, idx: usize, what: &'static str) -> Result<&'a str, Erro
 }
 
 fn opt_col<'a>(row: &'a Row, idx: usize, what: &'static str) -> Result<Option<&'a str>, Error> {
-    row.try_get(idx).map_err(|e| e.context(format!("{what}: missing column {idx}")))
+    row.try_get(idx)
+        .map_err(|e| e.context(format!("{what}: missing column {idx}")))
 }
 
 fn parse_lsn(s: &str, what: &'static str) -> Result<Lsn, Error> {
-    s.parse().map_err(|e| Error::with_source(ErrorKind::Protocol, format!("{what}: invalid LSN"), e))
+    s.parse()
+        .map_err(|e| Error::with_source(ErrorKind::Protocol, format!("{what}: invalid LSN"), e))
 }
 
 fn parse_tli(s: &str, what: &'static str) -> Result<TimelineId, Error> {
-    s.parse::<u32>()
-        .map(TimelineId)
-        .map_err(|e| Error::with_source(ErrorKind::Protocol, format!("{what}: invalid timeline"), e))
+    s.parse::<u32>().map(TimelineId).map_err(|e| {
+        Error::with_source(ErrorKind::Protocol, format!("{what}: invalid timeline"), e)
+    })
 }
 
 fn one_row(rows: Vec<Row>, what: &'static str) -> Result<Row, Error> {
@@ -313,7 +354,10 @@ impl Client {
                 ErrorKind::Unsupported,
                 format!("{what} needs PostgreSQL {min} or later (server is {v})"),
             )),
-            None => Err(Error::new(ErrorKind::Unsupported, "server did not report its version")),
+            None => Err(Error::new(
+                ErrorKind::Unsupported,
+                "server did not report its version",
+            )),
         }
     }
 
@@ -342,20 +386,34 @@ impl Client {
     }
 
     /// `TIMELINE_HISTORY tli`.
-    pub async fn timeline_history(&mut self, timeline: TimelineId) -> Result<TimelineHistory, Error> {
+    pub async fn timeline_history(
+        &mut self,
+        timeline: TimelineId,
+    ) -> Result<TimelineHistory, Error> {
         const W: &str = "TIMELINE_HISTORY";
-        let row = one_row(self.simple_query(&format!("TIMELINE_HISTORY {timeline}")).await?, W)?;
+        let row = one_row(
+            self.simple_query(&format!("TIMELINE_HISTORY {timeline}"))
+                .await?,
+            W,
+        )?;
         let filename = col(&row, 0, W)?.to_owned();
-        let content = row.raw(1).cloned().ok_or_else(|| Error::protocol("TIMELINE_HISTORY: content is NULL"))?;
+        let content = row
+            .raw(1)
+            .cloned()
+            .ok_or_else(|| Error::protocol("TIMELINE_HISTORY: content is NULL"))?;
         Ok(TimelineHistory { filename, content })
     }
 
     /// `CREATE_REPLICATION_SLOT`, in the syntax of the server's version.
-    pub async fn create_replication_slot(&mut self, name: &str, opts: &CreateSlotOptions) -> Result<CreatedSlot, Error> {
+    pub async fn create_replication_slot(
+        &mut self,
+        name: &str,
+        opts: &CreateSlotOptions,
+    ) -> Result<CreatedSlot, Error> {
         const W: &str = "CREATE_REPLICATION_SLOT";
-        let major = self
-            .server_major_version()
-            .ok_or_else(|| Error::new(ErrorKind::Unsupported, "server did not report its version"))?;
+        let major = self.server_major_version().ok_or_else(|| {
+            Error::new(ErrorKind::Unsupported, "server did not report its version")
+        })?;
         let sql = create_slot_command(name, opts, major)?;
         let row = one_row(self.simple_query(&sql).await?, W)?;
         Ok(CreatedSlot {
@@ -395,9 +453,16 @@ impl Client {
             options.push(format!("TWO_PHASE {t}"));
         }
         if options.is_empty() {
-            return Err(Error::new(ErrorKind::InvalidState, "ALTER_REPLICATION_SLOT needs at least one option"));
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "ALTER_REPLICATION_SLOT needs at least one option",
+            ));
         }
-        let sql = format!("ALTER_REPLICATION_SLOT {} ({})", quote_ident(name)?, options.join(", "));
+        let sql = format!(
+            "ALTER_REPLICATION_SLOT {} ({})",
+            quote_ident(name)?,
+            options.join(", ")
+        );
         self.simple_query(&sql).await.map(drop)
     }
 
@@ -405,8 +470,14 @@ impl Client {
     pub async fn read_replication_slot(&mut self, name: &str) -> Result<Option<ReadSlot>, Error> {
         const W: &str = "READ_REPLICATION_SLOT";
         self.require_major(15, W)?;
-        let row = one_row(self.simple_query(&format!("READ_REPLICATION_SLOT {}", quote_ident(name)?)).await?, W)?;
-        let Some(slot_type) = opt_col(&row, 0, W)? else { return Ok(None) };
+        let row = one_row(
+            self.simple_query(&format!("READ_REPLICATION_SLOT {}", quote_ident(name)?))
+                .await?,
+            W,
+        )?;
+        let Some(slot_type) = opt_col(&row, 0, W)? else {
+            return Ok(None);
+        };
         Ok(Some(ReadSlot {
             slot_type: slot_type.to_owned(),
             restart_lsn: opt_col(&row, 1, W)?.map(|s| parse_lsn(s, W)).transpose()?,
@@ -431,20 +502,29 @@ mod tests {
 
     #[test]
     fn create_slot_syntax_by_version() {
-        let l = CreateSlotOptions::logical("pgoutput").temporary().snapshot(SnapshotAction::Nothing).two_phase(true);
+        let l = CreateSlotOptions::logical("pgoutput")
+            .temporary()
+            .snapshot(SnapshotAction::Nothing)
+            .two_phase(true);
         assert_eq!(
             create_slot_command("s", &l, 15).unwrap(),
             "CREATE_REPLICATION_SLOT \"s\" TEMPORARY LOGICAL \"pgoutput\" (SNAPSHOT 'nothing', TWO_PHASE true)"
         );
         assert_eq!(
-            create_slot_command("s", &CreateSlotOptions::logical("pgoutput").snapshot(SnapshotAction::Nothing), 14)
-                .unwrap(),
+            create_slot_command(
+                "s",
+                &CreateSlotOptions::logical("pgoutput").snapshot(SnapshotAction::Nothing),
+                14
+            )
+            .unwrap(),
             "CREATE_REPLICATION_SLOT \"s\" LOGICAL \"pgoutput\" NOEXPORT_SNAPSHOT"
         );
-        assert_eq!(
-            create_slot_command("s", &CreateSlotOptions::logical("pgoutput").two_phase(true), 14).unwrap(),
-            "CREATE_REPLICATION_SLOT \"s\" LOGICAL \"pgoutput\" TWO_PHASE"
+        let e = create_slot_command(
+            "s",
+            &CreateSlotOptions::logical("pgoutput").two_phase(true),
+            14,
         );
+        assert_eq!(e.unwrap_err().kind(), ErrorKind::Unsupported);
         assert!(create_slot_command("s", &l, 14).is_err());
         assert_eq!(
             create_slot_command("p", &CreateSlotOptions::physical(true), 16).unwrap(),
@@ -459,26 +539,45 @@ mod tests {
             "CREATE_REPLICATION_SLOT \"p\" PHYSICAL"
         );
         let f = CreateSlotOptions::logical("pgoutput").failover(true);
-        assert_eq!(create_slot_command("s", &f, 16).unwrap_err().kind(), ErrorKind::Unsupported);
-        assert!(create_slot_command("s", &f, 17).unwrap().ends_with("(SNAPSHOT 'export', FAILOVER true)"));
+        assert_eq!(
+            create_slot_command("s", &f, 16).unwrap_err().kind(),
+            ErrorKind::Unsupported
+        );
+        assert!(
+            create_slot_command("s", &f, 17)
+                .unwrap()
+                .ends_with("(SNAPSHOT 'export', FAILOVER true)")
+        );
     }
 
     #[test]
     fn start_commands() {
         let lsn: Lsn = "0/16B3748".parse().unwrap();
         assert_eq!(
-            start_logical_command("s", lsn, &[("proto_version", "1"), ("publication_names", "p'x")], true).unwrap(),
+            start_logical_command(
+                "s",
+                lsn,
+                &[("proto_version", "1"), ("publication_names", "p'x")],
+                true
+            )
+            .unwrap(),
             "START_REPLICATION SLOT \"s\" LOGICAL 0/16B3748 (\"proto_version\" '1', \"publication_names\" 'p''x')"
         );
         assert_eq!(
             start_logical_command("s", lsn, &[("publication_names", "a\\b")], false).unwrap(),
             "START_REPLICATION SLOT \"s\" LOGICAL 0/16B3748 (\"publication_names\" E'a\\\\b')"
         );
-        assert_eq!(start_logical_command("s", lsn, &[], true).unwrap(), "START_REPLICATION SLOT \"s\" LOGICAL 0/16B3748");
+        assert_eq!(
+            start_logical_command("s", lsn, &[], true).unwrap(),
+            "START_REPLICATION SLOT \"s\" LOGICAL 0/16B3748"
+        );
         assert_eq!(
             start_physical_command(Some("p"), lsn, Some(TimelineId(2))).unwrap(),
             "START_REPLICATION SLOT \"p\" PHYSICAL 0/16B3748 TIMELINE 2"
         );
-        assert_eq!(start_physical_command(None, lsn, None).unwrap(), "START_REPLICATION PHYSICAL 0/16B3748");
+        assert_eq!(
+            start_physical_command(None, lsn, None).unwrap(),
+            "START_REPLICATION PHYSICAL 0/16B3748"
+        );
     }
 }

@@ -46,8 +46,11 @@ pub enum StreamMessage {
 impl StreamMessage {
     /// Decodes one CopyData payload.
     pub fn decode(mut payload: Bytes) -> Result<Self, Error> {
-        let bad = |what: &'static str| Error::protocol(format!("malformed replication message: {what}"));
-        let Some(&tag) = payload.first() else { return Err(bad("empty CopyData")) };
+        let bad =
+            |what: &'static str| Error::protocol(format!("malformed replication message: {what}"));
+        let Some(&tag) = payload.first() else {
+            return Err(bad("empty CopyData"));
+        };
         payload.advance(1);
         match tag {
             b'w' => {
@@ -57,7 +60,12 @@ impl StreamMessage {
                 let wal_start = Lsn(payload.get_u64());
                 let wal_end = Lsn(payload.get_u64());
                 let send_time = PgTimestamp(payload.get_i64());
-                Ok(Self::XLogData { wal_start, wal_end, send_time, data: payload })
+                Ok(Self::XLogData {
+                    wal_start,
+                    wal_end,
+                    send_time,
+                    data: payload,
+                })
             }
             b'k' => {
                 if payload.len() != 17 {
@@ -70,15 +78,26 @@ impl StreamMessage {
                     1 => true,
                     _ => return Err(bad("keepalive reply flag is not 0 or 1")),
                 };
-                Ok(Self::Keepalive { wal_end, send_time, reply_requested })
+                Ok(Self::Keepalive {
+                    wal_end,
+                    send_time,
+                    reply_requested,
+                })
             }
-            other => Err(Error::protocol(format!("unknown replication message tag 0x{other:02x}"))),
+            other => Err(Error::protocol(format!(
+                "unknown replication message tag 0x{other:02x}"
+            ))),
         }
     }
 }
 
 /// Encodes a standby status update (`r`).
-pub fn encode_status_update(buf: &mut BytesMut, lsns: &FeedbackLsns, now: PgTimestamp, reply_requested: bool) {
+pub fn encode_status_update(
+    buf: &mut BytesMut,
+    lsns: &FeedbackLsns,
+    now: PgTimestamp,
+    reply_requested: bool,
+) {
     buf.put_u8(b'r');
     buf.put_u64(lsns.write.0);
     buf.put_u64(lsns.flush.0);
@@ -88,7 +107,11 @@ pub fn encode_status_update(buf: &mut BytesMut, lsns: &FeedbackLsns, now: PgTime
 }
 
 /// Encodes a hot standby feedback message (`h`).
-pub fn encode_hot_standby_feedback(buf: &mut BytesMut, now: PgTimestamp, feedback: &HotStandbyFeedback) {
+pub fn encode_hot_standby_feedback(
+    buf: &mut BytesMut,
+    now: PgTimestamp,
+    feedback: &HotStandbyFeedback,
+) {
     buf.put_u8(b'h');
     buf.put_i64(now.0);
     buf.put_u32(feedback.xmin.0);
@@ -132,7 +155,10 @@ pub struct FeedbackSchedule {
 impl FeedbackSchedule {
     /// Sends every `interval` (zero disables periodic updates).
     pub fn new(interval: Duration) -> Self {
-        Self { interval, next: None }
+        Self {
+            interval,
+            next: None,
+        }
     }
 
     /// Records that an update was sent at `now`.
@@ -211,7 +237,13 @@ impl ReplicationStream {
     fn new(client: Client) -> Self {
         let mut schedule = FeedbackSchedule::new(Self::DEFAULT_STATUS_INTERVAL);
         schedule.sent(Instant::now().into_std());
-        Self { client, lsns: FeedbackLsns::default(), schedule, server_done: false, out: BytesMut::with_capacity(64) }
+        Self {
+            client,
+            lsns: FeedbackLsns::default(),
+            schedule,
+            server_done: false,
+            out: BytesMut::with_capacity(64),
+        }
     }
 
     /// Changes the status update interval (zero: only on request and explicit calls).
@@ -230,7 +262,11 @@ impl ReplicationStream {
 
     /// Reports everything up to `lsn` as written, flushed and applied.
     pub fn set_flushed(&mut self, lsn: Lsn) {
-        self.set_lsns(FeedbackLsns { write: lsn, flush: lsn, apply: lsn });
+        self.set_lsns(FeedbackLsns {
+            write: lsn,
+            flush: lsn,
+            apply: lsn,
+        });
     }
 
     /// The positions the next status update reports.
@@ -257,7 +293,10 @@ impl ReplicationStream {
     }
 
     /// Sends hot standby feedback (physical replication).
-    pub async fn send_hot_standby_feedback(&mut self, feedback: &HotStandbyFeedback) -> Result<(), Error> {
+    pub async fn send_hot_standby_feedback(
+        &mut self,
+        feedback: &HotStandbyFeedback,
+    ) -> Result<(), Error> {
         self.out.clear();
         encode_hot_standby_feedback(&mut self.out, now_pg(), feedback);
         self.client.core().send_copy_data(&self.out)?;
@@ -276,11 +315,17 @@ impl ReplicationStream {
                 self.send_status_update(false).await?;
             }
             let wake = self.schedule.poll_timeout().map(Instant::from_std);
-            let Some(ev) = self.client.next_event(wake).await? else { continue };
+            let Some(ev) = self.client.next_event(wake).await? else {
+                continue;
+            };
             match ev {
                 Event::CopyData(payload) => {
                     let msg = StreamMessage::decode(payload)?;
-                    if let StreamMessage::Keepalive { reply_requested: true, .. } = msg {
+                    if let StreamMessage::Keepalive {
+                        reply_requested: true,
+                        ..
+                    } = msg
+                    {
                         self.send_status_update(false).await?;
                     }
                     return Ok(Some(msg));
@@ -303,20 +348,28 @@ impl ReplicationStream {
     async fn drain_to_ready(&mut self) -> Result<Option<NextTimeline>, Error> {
         let mut next = None;
         loop {
-            let Some(ev) = self.client.next_event(None).await? else { continue };
+            let Some(ev) = self.client.next_event(None).await? else {
+                continue;
+            };
             match ev {
                 Event::DataRow(row) => {
                     let cols: Vec<_> = row.columns().collect();
                     let text = |i: usize| {
-                        cols.get(i).and_then(Option::as_ref).and_then(|b| std::str::from_utf8(b).ok())
+                        cols.get(i)
+                            .and_then(Option::as_ref)
+                            .and_then(|b| std::str::from_utf8(b).ok())
                     };
                     if let (Some(t), Some(l)) = (text(0), text(1)) {
                         let timeline = t.parse::<u32>().map(TimelineId).map_err(|e| {
                             Error::with_source(ErrorKind::Protocol, "invalid next timeline", e)
                         })?;
-                        let start = l
-                            .parse()
-                            .map_err(|e| Error::with_source(ErrorKind::Protocol, "invalid next timeline start", e))?;
+                        let start = l.parse().map_err(|e| {
+                            Error::with_source(
+                                ErrorKind::Protocol,
+                                "invalid next timeline start",
+                                e,
+                            )
+                        })?;
                         next = Some(NextTimeline { timeline, start });
                     }
                 }
@@ -373,7 +426,11 @@ mod tests {
         let bytes = b.freeze();
         assert_eq!(
             StreamMessage::decode(bytes.clone()).unwrap(),
-            StreamMessage::Keepalive { wal_end: Lsn(0x300), send_time: PgTimestamp(9), reply_requested: true }
+            StreamMessage::Keepalive {
+                wal_end: Lsn(0x300),
+                send_time: PgTimestamp(9),
+                reply_requested: true
+            }
         );
         // Every truncation and a trailing byte are errors, never panics.
         for n in 0..bytes.len() {
@@ -388,7 +445,11 @@ mod tests {
     #[test]
     fn encode_feedback_messages() {
         let mut b = BytesMut::new();
-        let lsns = FeedbackLsns { write: Lsn(1), flush: Lsn(2), apply: Lsn(3) };
+        let lsns = FeedbackLsns {
+            write: Lsn(1),
+            flush: Lsn(2),
+            apply: Lsn(3),
+        };
         encode_status_update(&mut b, &lsns, PgTimestamp(4), true);
         let mut want = vec![b'r'];
         for v in [1u64, 2, 3, 4] {
@@ -397,7 +458,12 @@ mod tests {
         want.push(1);
         assert_eq!(&b[..], &want[..]);
         let mut b = BytesMut::new();
-        let fb = HotStandbyFeedback { xmin: Xid(5), xmin_epoch: 6, catalog_xmin: Xid(7), catalog_xmin_epoch: 8 };
+        let fb = HotStandbyFeedback {
+            xmin: Xid(5),
+            xmin_epoch: 6,
+            catalog_xmin: Xid(7),
+            catalog_xmin_epoch: 8,
+        };
         encode_hot_standby_feedback(&mut b, PgTimestamp(4), &fb);
         assert_eq!(b.len(), 1 + 8 + 16);
         assert_eq!(b[0], b'h');

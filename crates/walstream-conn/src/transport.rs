@@ -24,11 +24,18 @@ pub(crate) enum Transport {
 }
 
 fn taken() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "transport unavailable after a failed TLS handshake")
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "transport unavailable after a failed TLS handshake",
+    )
 }
 
 impl AsyncRead for Transport {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
@@ -39,7 +46,11 @@ impl AsyncRead for Transport {
 }
 
 impl AsyncWrite for Transport {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
@@ -68,11 +79,18 @@ impl AsyncWrite for Transport {
 }
 
 /// Opens a TCP or Unix-socket connection to `target`, applying keepalive settings.
-pub(crate) async fn open(config: &Config, target: &Target, timeout: Option<Duration>) -> Result<Transport, Error> {
+pub(crate) async fn open(
+    config: &Config,
+    target: &Target,
+    timeout: Option<Duration>,
+) -> Result<Transport, Error> {
     let fut = open_inner(config, target);
     match timeout {
         Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| {
-            Error::new(ErrorKind::Timeout, format!("connecting to {} timed out", describe(target)))
+            Error::new(
+                ErrorKind::Timeout,
+                format!("connecting to {} timed out", describe(target)),
+            )
         })?,
         None => fut.await,
     }
@@ -80,13 +98,21 @@ pub(crate) async fn open(config: &Config, target: &Target, timeout: Option<Durat
 
 async fn open_inner(config: &Config, target: &Target) -> Result<Transport, Error> {
     match &target.addr {
-        TargetAddr::Tcp { host, hostaddr, port } => {
+        TargetAddr::Tcp {
+            host,
+            hostaddr,
+            port,
+        } => {
             let addrs: Vec<SocketAddr> = match hostaddr {
                 Some(ip) => vec![SocketAddr::new(*ip, *port)],
                 None => tokio::net::lookup_host((host.as_str(), *port))
                     .await
                     .map_err(|e| {
-                        Error::with_source(ErrorKind::Connect, format!("could not resolve host \"{host}\""), e)
+                        Error::with_source(
+                            ErrorKind::Connect,
+                            format!("could not resolve host \"{host}\""),
+                            e,
+                        )
                     })?
                     .collect(),
             };
@@ -106,7 +132,10 @@ async fn open_inner(config: &Config, target: &Target) -> Result<Transport, Error
                     format!("connection to {host} ({addr}) failed"),
                     e,
                 ),
-                None => Error::new(ErrorKind::Connect, format!("host \"{host}\" resolved to no address")),
+                None => Error::new(
+                    ErrorKind::Connect,
+                    format!("host \"{host}\" resolved to no address"),
+                ),
             })
         }
         TargetAddr::Unix { path, .. } => {
@@ -170,7 +199,11 @@ fn configure_tcp(config: &Config, s: &TcpStream) -> Result<(), Error> {
 /// A short human description of a target for error messages.
 pub(crate) fn describe(target: &Target) -> String {
     match &target.addr {
-        TargetAddr::Tcp { host, hostaddr: Some(ip), port } if host != &ip.to_string() => {
+        TargetAddr::Tcp {
+            host,
+            hostaddr: Some(ip),
+            port,
+        } if host != &ip.to_string() => {
             format!("{host} ({ip}), port {port}")
         }
         TargetAddr::Tcp { host, port, .. } => format!("{host}, port {port}"),

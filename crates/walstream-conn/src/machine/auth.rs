@@ -4,7 +4,9 @@
 use std::fmt;
 
 use bytes::Bytes;
-use walstream_auth::{AuthError, ChannelBindingPolicy, Mechanism, Password, ScramClient, ScramContinue};
+use walstream_auth::{
+    AuthError, ChannelBindingPolicy, Mechanism, Password, ScramClient, ScramContinue,
+};
 use walstream_proto::{Authentication, FrontendMessage};
 
 use crate::config::{AuthMethod, RequireAuth};
@@ -102,7 +104,11 @@ fn auth_error(msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {
 }
 
 fn scram_error(e: AuthError) -> Error {
-    let kind = if e.is_server_misbehaviour() { ErrorKind::Protocol } else { ErrorKind::Auth };
+    let kind = if e.is_server_misbehaviour() {
+        ErrorKind::Protocol
+    } else {
+        ErrorKind::Auth
+    };
     Error::with_source(kind, "SCRAM authentication failed", e)
 }
 
@@ -118,28 +124,53 @@ impl AuthState {
         }
     }
 
-    pub(super) fn handle(&mut self, msg: Authentication, ctx: &AuthContext<'_>) -> Result<AuthOutput, Error> {
+    pub(super) fn handle(
+        &mut self,
+        msg: Authentication,
+        ctx: &AuthContext<'_>,
+    ) -> Result<AuthOutput, Error> {
         let step = std::mem::replace(&mut self.step, Step::Poisoned);
         let (next, out) = Self::step(step, msg, ctx)?;
         self.step = next;
         Ok(out)
     }
 
-    fn step(step: Step, msg: Authentication, ctx: &AuthContext<'_>) -> Result<(Step, AuthOutput), Error> {
-        let none = AuthOutput { reply: None, done: None };
+    fn step(
+        step: Step,
+        msg: Authentication,
+        ctx: &AuthContext<'_>,
+    ) -> Result<(Step, AuthOutput), Error> {
+        let none = AuthOutput {
+            reply: None,
+            done: None,
+        };
         match (step, msg) {
             (Step::Start, Authentication::CleartextPassword) => {
                 let password = Self::password_request(CompletedAuth::Password, ctx)?;
-                let text = std::str::from_utf8(password.as_bytes())
-                    .map_err(|_| auth_error("the password is not valid UTF-8 and cannot be sent in cleartext"))?;
+                let text = std::str::from_utf8(password.as_bytes()).map_err(|_| {
+                    auth_error("the password is not valid UTF-8 and cannot be sent in cleartext")
+                })?;
                 let reply = FrontendMessage::Password(text.to_owned());
-                Ok((Step::PasswordSent(CompletedAuth::Password), AuthOutput { reply: Some(reply), done: None }))
+                Ok((
+                    Step::PasswordSent(CompletedAuth::Password),
+                    AuthOutput {
+                        reply: Some(reply),
+                        done: None,
+                    },
+                ))
             }
             (Step::Start, Authentication::Md5Password { salt }) => {
                 let password = Self::password_request(CompletedAuth::Md5, ctx)?;
-                let hashed = walstream_auth::md5_response(ctx.user.as_bytes(), password.as_bytes(), salt);
+                let hashed =
+                    walstream_auth::md5_response(ctx.user.as_bytes(), password.as_bytes(), salt);
                 let reply = FrontendMessage::Password(hashed);
-                Ok((Step::PasswordSent(CompletedAuth::Md5), AuthOutput { reply: Some(reply), done: None }))
+                Ok((
+                    Step::PasswordSent(CompletedAuth::Md5),
+                    AuthOutput {
+                        reply: Some(reply),
+                        done: None,
+                    },
+                ))
             }
             (Step::Start, Authentication::Sasl { mechanisms }) => {
                 if !ctx.allowed.allows(AuthMethod::ScramSha256) {
@@ -150,9 +181,10 @@ impl AuthState {
                 let offered: Vec<&str> = mechanisms.iter().map(String::as_str).collect();
                 let endpoint = ctx.server_end_point;
                 // Channel-binding policy is checked here, before any proof is computed or sent.
-                let binding = walstream_auth::negotiate(&offered, endpoint, ctx.policy).map_err(|e| {
-                    Error::with_source(ErrorKind::Auth, "no acceptable SASL mechanism", e)
-                })?;
+                let binding =
+                    walstream_auth::negotiate(&offered, endpoint, ctx.policy).map_err(|e| {
+                        Error::with_source(ErrorKind::Auth, "no acceptable SASL mechanism", e)
+                    })?;
                 let password = ctx.password.ok_or_else(|| {
                     auth_error("server requested SCRAM authentication but no password was provided")
                 })?;
@@ -162,18 +194,35 @@ impl AuthState {
                     mechanism: client.mechanism().as_str().to_owned(),
                     data: Some(Bytes::copy_from_slice(client.initial_message())),
                 };
-                Ok((Step::ScramStarted { client, plus }, AuthOutput { reply: Some(reply), done: None }))
+                Ok((
+                    Step::ScramStarted { client, plus },
+                    AuthOutput {
+                        reply: Some(reply),
+                        done: None,
+                    },
+                ))
             }
             (Step::ScramStarted { client, plus }, Authentication::SaslContinue { data }) => {
                 let client = client.update(&data).map_err(scram_error)?;
-                let reply = FrontendMessage::SaslResponse(Bytes::copy_from_slice(client.client_final_message()));
-                Ok((Step::ScramProved { client, plus }, AuthOutput { reply: Some(reply), done: None }))
+                let reply = FrontendMessage::SaslResponse(Bytes::copy_from_slice(
+                    client.client_final_message(),
+                ));
+                Ok((
+                    Step::ScramProved { client, plus },
+                    AuthOutput {
+                        reply: Some(reply),
+                        done: None,
+                    },
+                ))
             }
             (Step::ScramProved { client, plus }, Authentication::SaslFinal { data }) => {
                 client.finish(&data).map_err(scram_error)?;
                 Ok((Step::ScramVerified { plus }, none))
             }
-            (step @ (Step::Start | Step::PasswordSent(_) | Step::ScramVerified { .. }), Authentication::Ok) => {
+            (
+                step @ (Step::Start | Step::PasswordSent(_) | Step::ScramVerified { .. }),
+                Authentication::Ok,
+            ) => {
                 let method = match step {
                     Step::PasswordSent(m) => m,
                     Step::ScramVerified { plus: true } => CompletedAuth::ScramSha256Plus,
@@ -185,22 +234,33 @@ impl AuthState {
                         "server did not complete authentication, and require_auth does not allow \"none\"",
                     ));
                 }
-                if ctx.policy == ChannelBindingPolicy::Require && method != CompletedAuth::ScramSha256Plus {
+                if ctx.policy == ChannelBindingPolicy::Require
+                    && method != CompletedAuth::ScramSha256Plus
+                {
                     return Err(auth_error(
                         "channel binding required, but server authenticated the client without channel binding",
                     ));
                 }
-                Ok((Step::Done(method), AuthOutput { reply: None, done: Some(method) }))
-            }
-            (Step::ScramStarted { .. } | Step::ScramProved { .. }, Authentication::Ok) => {
-                Err(Error::protocol("server sent AuthenticationOk before completing the SCRAM exchange"))
-            }
-            (Step::Start, Authentication::Gss | Authentication::Sspi | Authentication::KerberosV5) => {
-                Err(Error::new(
-                    ErrorKind::Unsupported,
-                    "server requested GSSAPI/SSPI/Kerberos authentication, which walstream does not support",
+                Ok((
+                    Step::Done(method),
+                    AuthOutput {
+                        reply: None,
+                        done: Some(method),
+                    },
                 ))
             }
+            (Step::ScramStarted { .. } | Step::ScramProved { .. }, Authentication::Ok) => {
+                Err(Error::protocol(
+                    "server sent AuthenticationOk before completing the SCRAM exchange",
+                ))
+            }
+            (
+                Step::Start,
+                Authentication::Gss | Authentication::Sspi | Authentication::KerberosV5,
+            ) => Err(Error::new(
+                ErrorKind::Unsupported,
+                "server requested GSSAPI/SSPI/Kerberos authentication, which walstream does not support",
+            )),
             (_, other) => Err(Error::protocol(format!(
                 "unexpected authentication request (code {}) at this point of the exchange",
                 other.code()
@@ -209,7 +269,10 @@ impl AuthState {
     }
 
     /// Checks the policies for a cleartext or MD5 request and returns the password.
-    fn password_request<'a>(method: CompletedAuth, ctx: &AuthContext<'a>) -> Result<&'a Password, Error> {
+    fn password_request<'a>(
+        method: CompletedAuth,
+        ctx: &AuthContext<'a>,
+    ) -> Result<&'a Password, Error> {
         let (required, what) = if method == CompletedAuth::Md5 {
             (AuthMethod::Md5, "MD5 password")
         } else {
@@ -225,6 +288,7 @@ impl AuthState {
                 "channel binding required, but server requested a password authentication without channel binding",
             ));
         }
-        ctx.password.ok_or_else(|| auth_error("server requested a password but no password was provided"))
+        ctx.password
+            .ok_or_else(|| auth_error("server requested a password but no password was provided"))
     }
 }

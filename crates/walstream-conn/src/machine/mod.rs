@@ -25,16 +25,16 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use walstream_auth::{ChannelBindingPolicy, Password};
-use zeroize::Zeroize;
 use walstream_proto::{
-    BackendMessage, CopyResponse, DataRow, FieldDescription, Framer, FrontendMessage, ProtocolVersion,
-    StartupMessage, StartupPacket, TransactionStatus,
+    BackendMessage, CopyResponse, DataRow, FieldDescription, Framer, FrontendMessage,
+    ProtocolVersion, StartupMessage, StartupPacket, TransactionStatus,
 };
+use zeroize::Zeroize;
 
 use crate::config::RequireAuth;
 use crate::error::{DbError, Error, ErrorKind};
-pub use auth::CompletedAuth;
 use auth::AuthState;
+pub use auth::CompletedAuth;
 
 /// How the connection asks for TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,10 @@ impl StartupSettings {
     }
 
     fn user(&self) -> &str {
-        self.params.iter().find(|(k, _)| k == "user").map_or("", |(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == "user")
+            .map_or("", |(_, v)| v.as_str())
     }
 }
 
@@ -98,7 +101,9 @@ pub struct BackendKey {
 
 impl std::fmt::Debug for BackendKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendKey").field("process_id", &self.process_id).finish_non_exhaustive()
+        f.debug_struct("BackendKey")
+            .field("process_id", &self.process_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -219,7 +224,9 @@ impl Connection {
         match conn.settings.tls {
             TlsRequest::Disable => conn.send_startup()?,
             TlsRequest::Negotiate { .. } => {
-                StartupPacket::SslRequest.encode(&mut conn.send).map_err(encode_err)?;
+                StartupPacket::SslRequest
+                    .encode(&mut conn.send)
+                    .map_err(encode_err)?;
                 conn.phase = Phase::SslRequested;
             }
             TlsRequest::Direct => {
@@ -243,7 +250,10 @@ impl Connection {
     /// A parameter reported by the server (`server_version`, `standard_conforming_strings`,
     /// `integer_datetimes`, ...).
     pub fn parameter(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every parameter reported by the server, in first-reported order.
@@ -330,7 +340,10 @@ impl Connection {
         match self.deadline {
             Some(d) if now >= d => {
                 self.phase = Phase::Failed;
-                Err(Error::new(ErrorKind::Timeout, "the operation's deadline passed"))
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the operation's deadline passed",
+                ))
             }
             _ => Ok(()),
         }
@@ -343,7 +356,10 @@ impl Connection {
     pub fn tls_established(&mut self, server_end_point: Option<Vec<u8>>) -> Result<(), Error> {
         self.check_usable()?;
         if self.phase != Phase::TlsHandshake {
-            return Err(Error::new(ErrorKind::InvalidState, "tls_established without a pending TLS handshake"));
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "tls_established without a pending TLS handshake",
+            ));
         }
         self.tls_active = true;
         self.server_end_point = server_end_point.filter(|h| !h.is_empty());
@@ -354,11 +370,16 @@ impl Connection {
     pub fn send_query(&mut self, sql: &str) -> Result<(), Error> {
         self.check_usable()?;
         if self.phase != Phase::Idle {
-            return Err(Error::new(ErrorKind::InvalidState, "a query can only be sent while the connection is idle"));
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "a query can only be sent while the connection is idle",
+            ));
         }
         FrontendMessage::Query(sql.to_owned())
             .encode(&mut self.send)
-            .map_err(|e| Error::with_source(ErrorKind::InvalidState, "query cannot be encoded", e))?;
+            .map_err(|e| {
+                Error::with_source(ErrorKind::InvalidState, "query cannot be encoded", e)
+            })?;
         self.phase = Phase::Query;
         Ok(())
     }
@@ -367,11 +388,16 @@ impl Connection {
     pub fn send_copy_data(&mut self, data: &[u8]) -> Result<(), Error> {
         self.check_usable()?;
         if self.phase != Phase::CopyBoth || self.client_copy_done {
-            return Err(Error::new(ErrorKind::InvalidState, "COPY data can only be sent in COPY BOTH mode"));
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "COPY data can only be sent in COPY BOTH mode",
+            ));
         }
-        let len = data.len().checked_add(4).and_then(|l| i32::try_from(l).ok()).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidState, "COPY data message too large")
-        })?;
+        let len = data
+            .len()
+            .checked_add(4)
+            .and_then(|l| i32::try_from(l).ok())
+            .ok_or_else(|| Error::new(ErrorKind::InvalidState, "COPY data message too large"))?;
         self.send.reserve(data.len() + 5);
         self.send.extend_from_slice(b"d");
         self.send.extend_from_slice(&len.to_be_bytes());
@@ -383,9 +409,14 @@ impl Connection {
     pub fn send_copy_done(&mut self) -> Result<(), Error> {
         self.check_usable()?;
         if self.phase != Phase::CopyBoth || self.client_copy_done {
-            return Err(Error::new(ErrorKind::InvalidState, "CopyDone can only be sent once in COPY BOTH mode"));
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "CopyDone can only be sent once in COPY BOTH mode",
+            ));
         }
-        FrontendMessage::CopyDone.encode(&mut self.send).map_err(encode_err)?;
+        FrontendMessage::CopyDone
+            .encode(&mut self.send)
+            .map_err(encode_err)?;
         self.client_copy_done = true;
         if self.server_copy_done {
             self.phase = Phase::Query;
@@ -414,7 +445,10 @@ impl Connection {
 
     fn check_usable(&self) -> Result<(), Error> {
         match self.phase {
-            Phase::Failed => Err(Error::new(ErrorKind::Closed, "the connection failed earlier and cannot be used")),
+            Phase::Failed => Err(Error::new(
+                ErrorKind::Closed,
+                "the connection failed earlier and cannot be used",
+            )),
             Phase::Closed => Err(Error::new(ErrorKind::Closed, "the connection is closed")),
             _ => Ok(()),
         }
@@ -427,7 +461,9 @@ impl Connection {
         }
         StartupPacket::Startup(msg)
             .encode(&mut self.send)
-            .map_err(|e| Error::with_source(ErrorKind::Config, "startup parameters cannot be encoded", e))?;
+            .map_err(|e| {
+                Error::with_source(ErrorKind::Config, "startup parameters cannot be encoded", e)
+            })?;
         self.phase = Phase::Authenticating;
         Ok(())
     }
@@ -451,10 +487,9 @@ impl Connection {
                 }
                 Phase::Failed | Phase::Closed => return Ok(()),
                 _ => {
-                    let msg = self
-                        .framer
-                        .decode(&mut self.recv)
-                        .map_err(|e| Error::with_source(ErrorKind::Protocol, "malformed server message", e))?;
+                    let msg = self.framer.decode(&mut self.recv).map_err(|e| {
+                        Error::with_source(ErrorKind::Protocol, "malformed server message", e)
+                    })?;
                     let Some(msg) = msg else { return Ok(()) };
                     self.handle_message(msg)?;
                 }
@@ -464,7 +499,9 @@ impl Connection {
 
     /// Handles the one-byte answer to `SSLRequest`. Returns false if more bytes are needed.
     fn handle_ssl_answer(&mut self) -> Result<bool, Error> {
-        let Some(&answer) = self.recv.first() else { return Ok(false) };
+        let Some(&answer) = self.recv.first() else {
+            return Ok(false);
+        };
         match answer {
             b'S' => {
                 self.recv.advance(1);
@@ -481,10 +518,16 @@ impl Connection {
             b'N' => {
                 self.recv.advance(1);
                 if matches!(self.settings.tls, TlsRequest::Negotiate { required: true }) {
-                    return Err(Error::new(ErrorKind::Tls, "server does not support TLS, but TLS was required"));
+                    return Err(Error::new(
+                        ErrorKind::Tls,
+                        "server does not support TLS, but TLS was required",
+                    ));
                 }
                 if !self.recv.is_empty() {
-                    return Err(Error::new(ErrorKind::Protocol, "server sent data after declining TLS"));
+                    return Err(Error::new(
+                        ErrorKind::Protocol,
+                        "server sent data after declining TLS",
+                    ));
                 }
                 self.events.push_back(Event::TlsDeclined);
                 self.send_startup()?;
@@ -513,11 +556,13 @@ impl Connection {
                     Some(slot) => slot.1.clone_from(&value),
                     None => self.params.push((name.clone(), value.clone())),
                 }
-                self.events.push_back(Event::ParameterStatus { name, value });
+                self.events
+                    .push_back(Event::ParameterStatus { name, value });
                 return Ok(());
             }
             BackendMessage::NoticeResponse(fields) => {
-                self.events.push_back(Event::Notice(DbError::from_fields(&fields)));
+                self.events
+                    .push_back(Event::Notice(DbError::from_fields(&fields)));
                 return Ok(());
             }
             BackendMessage::NotificationResponse { .. } => return Ok(()),
@@ -566,7 +611,9 @@ impl Connection {
                 // We request 3.0 without protocol options, so the server can only confirm 3.0
                 // (it may not offer a newer minor than requested).
                 if newest_minor != 0 {
-                    return Err(Error::protocol("NegotiateProtocolVersion offered a newer minor version than requested"));
+                    return Err(Error::protocol(
+                        "NegotiateProtocolVersion offered a newer minor version than requested",
+                    ));
                 }
                 Ok(())
             }
@@ -579,8 +626,14 @@ impl Connection {
 
     fn handle_awaiting_ready(&mut self, msg: BackendMessage) -> Result<(), Error> {
         match msg {
-            BackendMessage::BackendKeyData { process_id, secret_key } => {
-                self.backend_key = Some(BackendKey { process_id, secret_key });
+            BackendMessage::BackendKeyData {
+                process_id,
+                secret_key,
+            } => {
+                self.backend_key = Some(BackendKey {
+                    process_id,
+                    secret_key,
+                });
                 Ok(())
             }
             BackendMessage::ReadyForQuery(_) => {
@@ -589,18 +642,21 @@ impl Connection {
                 self.events.push_back(Event::Connected);
                 Ok(())
             }
-            BackendMessage::ErrorResponse(f) => {
-                Err(Error::db(DbError::from_fields(&f)).context("server failed the connection after authentication"))
-            }
+            BackendMessage::ErrorResponse(f) => Err(Error::db(DbError::from_fields(&f))
+                .context("server failed the connection after authentication")),
             other => Err(unexpected(&other, "after authentication")),
         }
     }
 
     fn handle_query(&mut self, msg: BackendMessage) -> Result<(), Error> {
         match msg {
-            BackendMessage::RowDescription(fields) => self.events.push_back(Event::RowDescription(fields.into())),
+            BackendMessage::RowDescription(fields) => {
+                self.events.push_back(Event::RowDescription(fields.into()))
+            }
             BackendMessage::DataRow(row) => self.events.push_back(Event::DataRow(row)),
-            BackendMessage::CommandComplete(tag) => self.events.push_back(Event::CommandComplete(tag)),
+            BackendMessage::CommandComplete(tag) => {
+                self.events.push_back(Event::CommandComplete(tag))
+            }
             BackendMessage::EmptyQueryResponse => self.events.push_back(Event::EmptyQuery),
             BackendMessage::ErrorResponse(f) => {
                 let db = DbError::from_fields(&f);
@@ -628,9 +684,11 @@ impl Connection {
             BackendMessage::CopyInResponse(_) => {
                 // COPY FROM STDIN is not supported: abort it; the server answers with an
                 // ErrorResponse and ReadyForQuery.
-                FrontendMessage::CopyFail("COPY FROM STDIN is not supported by walstream".to_owned())
-                    .encode(&mut self.send)
-                    .map_err(encode_err)?;
+                FrontendMessage::CopyFail(
+                    "COPY FROM STDIN is not supported by walstream".to_owned(),
+                )
+                .encode(&mut self.send)
+                .map_err(encode_err)?;
             }
             other => return Err(unexpected(&other, "during a query")),
         }

@@ -4,8 +4,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use walstream_proto::{
-    Authentication, BackendMessage, CopyResponse, DataRow, ErrorFieldCode as C, ErrorFields, FieldDescription,
-    FormatCode, FrontendFramer, FrontendMessage, Oid, PasswordKind, SqlState, StartupPacket, TransactionStatus,
+    Authentication, BackendMessage, CopyResponse, DataRow, ErrorFieldCode as C, ErrorFields,
+    FieldDescription, FormatCode, FrontendFramer, FrontendMessage, Oid, PasswordKind, SqlState,
+    StartupPacket, TransactionStatus,
 };
 
 use super::*;
@@ -42,7 +43,10 @@ fn events(c: &mut Connection) -> Vec<Event> {
 }
 
 fn frontend(mut b: BytesMut, kind: PasswordKind) -> Vec<FrontendMessage> {
-    let framer = FrontendFramer { password_kind: kind, ..FrontendFramer::default() };
+    let framer = FrontendFramer {
+        password_kind: kind,
+        ..FrontendFramer::default()
+    };
     let mut out = Vec::new();
     while let Some(m) = framer.decode(&mut b).unwrap() {
         out.push(m);
@@ -65,9 +69,18 @@ fn startup_params(c: &mut Connection) -> Vec<(String, String)> {
 fn ready_sequence() -> Vec<BackendMessage> {
     vec![
         BackendMessage::Authentication(Authentication::Ok),
-        BackendMessage::ParameterStatus { name: "server_version".into(), value: "15.6".into() },
-        BackendMessage::ParameterStatus { name: "standard_conforming_strings".into(), value: "on".into() },
-        BackendMessage::BackendKeyData { process_id: 4242, secret_key: vec![1, 2, 3, 4].into() },
+        BackendMessage::ParameterStatus {
+            name: "server_version".into(),
+            value: "15.6".into(),
+        },
+        BackendMessage::ParameterStatus {
+            name: "standard_conforming_strings".into(),
+            value: "on".into(),
+        },
+        BackendMessage::BackendKeyData {
+            process_id: 4242,
+            secret_key: vec![1, 2, 3, 4].into(),
+        },
         BackendMessage::ReadyForQuery(TransactionStatus::IDLE),
     ]
 }
@@ -97,7 +110,10 @@ fn trust_startup_sends_params_and_reaches_idle() {
     assert_eq!(c.phase(), Phase::Authenticating);
     c.handle_input(&server(&ready_sequence())).unwrap();
     let ev = events(&mut c);
-    assert!(matches!(ev.first(), Some(Event::Authenticated(CompletedAuth::None))), "{ev:?}");
+    assert!(
+        matches!(ev.first(), Some(Event::Authenticated(CompletedAuth::None))),
+        "{ev:?}"
+    );
     assert!(matches!(ev.last(), Some(Event::Connected)), "{ev:?}");
     assert_eq!(c.phase(), Phase::Idle);
     assert_eq!(c.parameter("server_version"), Some("15.6"));
@@ -125,18 +141,30 @@ fn startup_split_at_every_byte_gives_same_result() {
 fn cleartext_and_md5_passwords() {
     let mut c = Connection::new(with_password(settings(), "s3cret")).unwrap();
     let _ = transmit(&mut c);
-    c.handle_input(&server(&[BackendMessage::Authentication(Authentication::CleartextPassword)])).unwrap();
-    assert_eq!(frontend(transmit(&mut c), PasswordKind::Password), [FrontendMessage::Password("s3cret".into())]);
+    c.handle_input(&server(&[BackendMessage::Authentication(
+        Authentication::CleartextPassword,
+    )]))
+    .unwrap();
+    assert_eq!(
+        frontend(transmit(&mut c), PasswordKind::Password),
+        [FrontendMessage::Password("s3cret".into())]
+    );
     c.handle_input(&server(&ready_sequence())).unwrap();
     assert_eq!(c.auth_method(), Some(CompletedAuth::Password));
 
     let mut c = Connection::new(with_password(settings(), "s3cret")).unwrap();
     let _ = transmit(&mut c);
     let salt = [0xde, 0xad, 0xbe, 0xef];
-    c.handle_input(&server(&[BackendMessage::Authentication(Authentication::Md5Password { salt })])).unwrap();
+    c.handle_input(&server(&[BackendMessage::Authentication(
+        Authentication::Md5Password { salt },
+    )]))
+    .unwrap();
     let want = walstream_auth::md5_response(b"alice", b"s3cret", salt);
     assert!(want.starts_with("md5") && want.len() == 35);
-    assert_eq!(frontend(transmit(&mut c), PasswordKind::Password), [FrontendMessage::Password(want)]);
+    assert_eq!(
+        frontend(transmit(&mut c), PasswordKind::Password),
+        [FrontendMessage::Password(want)]
+    );
     c.handle_input(&server(&ready_sequence())).unwrap();
     assert_eq!(c.auth_method(), Some(CompletedAuth::Md5));
 }
@@ -145,7 +173,11 @@ fn cleartext_and_md5_passwords() {
 fn missing_password_is_an_auth_error() {
     let mut c = Connection::new(settings()).unwrap();
     let _ = transmit(&mut c);
-    let e = c.handle_input(&server(&[BackendMessage::Authentication(Authentication::CleartextPassword)])).unwrap_err();
+    let e = c
+        .handle_input(&server(&[BackendMessage::Authentication(
+            Authentication::CleartextPassword,
+        )]))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Auth);
     assert!(transmit(&mut c).is_empty());
     assert_eq!(c.phase(), Phase::Failed);
@@ -156,21 +188,31 @@ fn missing_password_is_an_auth_error() {
 fn scram_initial_response_and_bad_nonce() {
     let mut c = Connection::new(with_password(settings(), "pencil")).unwrap();
     let _ = transmit(&mut c);
-    c.handle_input(&server(&[BackendMessage::Authentication(Authentication::Sasl {
-        mechanisms: vec!["SCRAM-SHA-256".into()],
-    })]))
+    c.handle_input(&server(&[BackendMessage::Authentication(
+        Authentication::Sasl {
+            mechanisms: vec!["SCRAM-SHA-256".into()],
+        },
+    )]))
     .unwrap();
     let sent = frontend(transmit(&mut c), PasswordKind::SaslInitial);
-    let [FrontendMessage::SaslInitialResponse { mechanism, data: Some(data) }] = sent.as_slice() else {
+    let [
+        FrontendMessage::SaslInitialResponse {
+            mechanism,
+            data: Some(data),
+        },
+    ] = sent.as_slice()
+    else {
         panic!("{sent:?}")
     };
     assert_eq!(mechanism, "SCRAM-SHA-256");
     assert!(data.starts_with(b"n,,n=,r="), "{data:?}");
     // A server nonce that does not extend the client's is server misbehaviour.
     let e = c
-        .handle_input(&server(&[BackendMessage::Authentication(Authentication::SaslContinue {
-            data: "r=someoneelse,s=QSXCR+Q6sek8bf92,i=4096".into(),
-        })]))
+        .handle_input(&server(&[BackendMessage::Authentication(
+            Authentication::SaslContinue {
+                data: "r=someoneelse,s=QSXCR+Q6sek8bf92,i=4096".into(),
+            },
+        )]))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
     assert!(transmit(&mut c).is_empty());
@@ -180,11 +222,17 @@ fn scram_initial_response_and_bad_nonce() {
 fn authentication_ok_before_scram_final_is_rejected() {
     let mut c = Connection::new(with_password(settings(), "pencil")).unwrap();
     let _ = transmit(&mut c);
-    c.handle_input(&server(&[BackendMessage::Authentication(Authentication::Sasl {
-        mechanisms: vec!["SCRAM-SHA-256".into()],
-    })]))
+    c.handle_input(&server(&[BackendMessage::Authentication(
+        Authentication::Sasl {
+            mechanisms: vec!["SCRAM-SHA-256".into()],
+        },
+    )]))
     .unwrap();
-    let e = c.handle_input(&server(&[BackendMessage::Authentication(Authentication::Ok)])).unwrap_err();
+    let e = c
+        .handle_input(&server(&[BackendMessage::Authentication(
+            Authentication::Ok,
+        )]))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol);
 }
 
@@ -193,8 +241,12 @@ fn channel_binding_require_fails_before_any_password_without_tls() {
     let requests = [
         Authentication::CleartextPassword,
         Authentication::Md5Password { salt: [1, 2, 3, 4] },
-        Authentication::Sasl { mechanisms: vec!["SCRAM-SHA-256".into()] },
-        Authentication::Sasl { mechanisms: vec!["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()] },
+        Authentication::Sasl {
+            mechanisms: vec!["SCRAM-SHA-256".into()],
+        },
+        Authentication::Sasl {
+            mechanisms: vec!["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()],
+        },
         Authentication::Ok,
     ];
     for req in requests {
@@ -202,7 +254,9 @@ fn channel_binding_require_fails_before_any_password_without_tls() {
         s.channel_binding = ChannelBindingPolicy::Require;
         let mut c = Connection::new(s).unwrap();
         let _ = transmit(&mut c);
-        let e = c.handle_input(&server(&[BackendMessage::Authentication(req.clone())])).unwrap_err();
+        let e = c
+            .handle_input(&server(&[BackendMessage::Authentication(req.clone())]))
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Auth, "{req:?}: {e}");
         assert!(transmit(&mut c).is_empty(), "{req:?}: something was sent");
     }
@@ -215,23 +269,37 @@ fn channel_binding_with_tls_uses_scram_plus() {
     s.channel_binding = ChannelBindingPolicy::Require;
     let mut c = Connection::new(s).unwrap();
     let mut sent = transmit(&mut c);
-    assert_eq!(StartupPacket::decode(&mut sent).unwrap(), Some(StartupPacket::SslRequest));
+    assert_eq!(
+        StartupPacket::decode(&mut sent).unwrap(),
+        Some(StartupPacket::SslRequest)
+    );
     c.handle_input(b"S").unwrap();
     assert!(matches!(events(&mut c).as_slice(), [Event::StartTls]));
     assert!(transmit(&mut c).is_empty());
     c.tls_established(Some(vec![7; 32])).unwrap();
     assert!(c.is_tls());
     let _ = startup_params(&mut c);
-    c.handle_input(&server(&[BackendMessage::Authentication(Authentication::Sasl {
-        mechanisms: vec!["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()],
-    })]))
+    c.handle_input(&server(&[BackendMessage::Authentication(
+        Authentication::Sasl {
+            mechanisms: vec!["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()],
+        },
+    )]))
     .unwrap();
     let sent = frontend(transmit(&mut c), PasswordKind::SaslInitial);
-    let [FrontendMessage::SaslInitialResponse { mechanism, data: Some(data) }] = sent.as_slice() else {
+    let [
+        FrontendMessage::SaslInitialResponse {
+            mechanism,
+            data: Some(data),
+        },
+    ] = sent.as_slice()
+    else {
         panic!("{sent:?}")
     };
     assert_eq!(mechanism, "SCRAM-SHA-256-PLUS");
-    assert!(data.starts_with(b"p=tls-server-end-point,,n=,r="), "{data:?}");
+    assert!(
+        data.starts_with(b"p=tls-server-end-point,,n=,r="),
+        "{data:?}"
+    );
 }
 
 #[test]
@@ -242,7 +310,9 @@ fn require_auth_is_enforced() {
     let mut c = Connection::new(s.clone()).unwrap();
     let _ = transmit(&mut c);
     let e = c
-        .handle_input(&server(&[BackendMessage::Authentication(Authentication::Md5Password { salt: [0; 4] })]))
+        .handle_input(&server(&[BackendMessage::Authentication(
+            Authentication::Md5Password { salt: [0; 4] },
+        )]))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Auth);
     assert!(transmit(&mut c).is_empty());
@@ -257,9 +327,11 @@ fn require_auth_is_enforced() {
     let mut c = Connection::new(s).unwrap();
     let _ = transmit(&mut c);
     let e = c
-        .handle_input(&server(&[BackendMessage::Authentication(Authentication::Sasl {
-            mechanisms: vec!["SCRAM-SHA-256".into()],
-        })]))
+        .handle_input(&server(&[BackendMessage::Authentication(
+            Authentication::Sasl {
+                mechanisms: vec!["SCRAM-SHA-256".into()],
+            },
+        )]))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Auth);
     // "none" accepts trust.
@@ -275,7 +347,11 @@ fn require_auth_is_enforced() {
 fn gssapi_is_unsupported() {
     let mut c = Connection::new(settings()).unwrap();
     let _ = transmit(&mut c);
-    let e = c.handle_input(&server(&[BackendMessage::Authentication(Authentication::Gss)])).unwrap_err();
+    let e = c
+        .handle_input(&server(&[BackendMessage::Authentication(
+            Authentication::Gss,
+        )]))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
 }
 
@@ -283,8 +359,14 @@ fn gssapi_is_unsupported() {
 fn startup_error_is_a_db_error() {
     let mut c = Connection::new(settings()).unwrap();
     let _ = transmit(&mut c);
-    let f = error_fields("FATAL", "28P01", "password authentication failed for user \"alice\"");
-    let e = c.handle_input(&server(&[BackendMessage::ErrorResponse(f)])).unwrap_err();
+    let f = error_fields(
+        "FATAL",
+        "28P01",
+        "password authentication failed for user \"alice\"",
+    );
+    let e = c
+        .handle_input(&server(&[BackendMessage::ErrorResponse(f)]))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Db);
     assert_eq!(e.code(), Some(SqlState::INVALID_PASSWORD));
     assert!(e.to_string().contains("28P01"), "{e}");
@@ -303,7 +385,10 @@ fn ssl_answer_handling() {
     let mut c = Connection::new(s.clone()).unwrap();
     let _ = transmit(&mut c);
     c.handle_input(b"S").unwrap();
-    assert_eq!(c.handle_input(b"R").unwrap_err().kind(), ErrorKind::Protocol);
+    assert_eq!(
+        c.handle_input(b"R").unwrap_err().kind(),
+        ErrorKind::Protocol
+    );
     // 'N' with TLS optional: plaintext startup follows.
     let mut c = Connection::new(s).unwrap();
     let _ = transmit(&mut c);
@@ -321,13 +406,24 @@ fn ssl_answer_handling() {
     let mut c = Connection::new(s.clone()).unwrap();
     let _ = transmit(&mut c);
     let mut bytes = b"E".to_vec();
-    bytes.extend(server(&[BackendMessage::ErrorResponse(error_fields("FATAL", "53300", "too many"))])[1..].iter());
+    bytes.extend(
+        server(&[BackendMessage::ErrorResponse(error_fields(
+            "FATAL", "53300", "too many",
+        ))])[1..]
+            .iter(),
+    );
     let e = c.handle_input(&bytes).unwrap_err();
-    assert_eq!(e.code().map(|c| c.code().to_owned()).as_deref(), Some("53300"));
+    assert_eq!(
+        e.code().map(|c| c.code().to_owned()).as_deref(),
+        Some("53300")
+    );
     // Garbage.
     let mut c = Connection::new(s).unwrap();
     let _ = transmit(&mut c);
-    assert_eq!(c.handle_input(b"X").unwrap_err().kind(), ErrorKind::Protocol);
+    assert_eq!(
+        c.handle_input(b"X").unwrap_err().kind(),
+        ErrorKind::Protocol
+    );
 }
 
 #[test]
@@ -340,15 +436,24 @@ fn direct_tls_starts_with_the_handshake() {
     assert_eq!(c.phase(), Phase::TlsHandshake);
     c.tls_established(None).unwrap();
     assert_eq!(startup_params(&mut c), settings().params);
-    assert_eq!(c.tls_established(None).unwrap_err().kind(), ErrorKind::InvalidState);
+    assert_eq!(
+        c.tls_established(None).unwrap_err().kind(),
+        ErrorKind::InvalidState
+    );
 }
 
 #[test]
 fn simple_query_rows_and_errors() {
     let mut c = connected_trust();
     c.send_query("SELECT 1").unwrap();
-    assert_eq!(frontend(transmit(&mut c), PasswordKind::Password), [FrontendMessage::Query("SELECT 1".into())]);
-    assert_eq!(c.send_query("SELECT 2").unwrap_err().kind(), ErrorKind::InvalidState);
+    assert_eq!(
+        frontend(transmit(&mut c), PasswordKind::Password),
+        [FrontendMessage::Query("SELECT 1".into())]
+    );
+    assert_eq!(
+        c.send_query("SELECT 2").unwrap_err().kind(),
+        ErrorKind::InvalidState
+    );
     let field = FieldDescription {
         name: "x".into(),
         table_oid: Oid(0),
@@ -367,38 +472,53 @@ fn simple_query_rows_and_errors() {
     ]))
     .unwrap();
     let ev = events(&mut c);
-    assert!(matches!(ev.as_slice(), [
-        Event::RowDescription(_),
-        Event::DataRow(_),
-        Event::Notice(_),
-        Event::CommandComplete(_),
-        Event::ReadyForQuery(_)
-    ]));
+    assert!(matches!(
+        ev.as_slice(),
+        [
+            Event::RowDescription(_),
+            Event::DataRow(_),
+            Event::Notice(_),
+            Event::CommandComplete(_),
+            Event::ReadyForQuery(_)
+        ]
+    ));
     assert_eq!(c.phase(), Phase::Idle);
 
     c.send_query("SELEC").unwrap();
     let _ = transmit(&mut c);
     c.handle_input(&server(&[
-        BackendMessage::ErrorResponse(error_fields("ERROR", "42601", "syntax error").with(C::POSITION, "1")),
+        BackendMessage::ErrorResponse(
+            error_fields("ERROR", "42601", "syntax error").with(C::POSITION, "1"),
+        ),
         BackendMessage::ReadyForQuery(TransactionStatus::IDLE),
     ]))
     .unwrap();
     let ev = events(&mut c);
-    let [Event::QueryError(db), Event::ReadyForQuery(_)] = ev.as_slice() else { panic!("{ev:?}") };
+    let [Event::QueryError(db), Event::ReadyForQuery(_)] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
     assert_eq!(db.code(), SqlState::SYNTAX_ERROR);
     assert_eq!(db.position(), Some(1));
 
     // A FATAL error ends the connection.
     c.send_query("SELECT pg_sleep(10)").unwrap();
-    let e = c.handle_input(&server(&[BackendMessage::ErrorResponse(error_fields("FATAL", "57P01", "terminating"))]));
+    let e = c.handle_input(&server(&[BackendMessage::ErrorResponse(error_fields(
+        "FATAL",
+        "57P01",
+        "terminating",
+    ))]));
     assert_eq!(e.unwrap_err().code(), Some(SqlState::ADMIN_SHUTDOWN));
 }
 
 #[test]
 fn copy_both_cycle_and_error_mid_stream() {
     let mut c = connected_trust();
-    assert_eq!(c.send_copy_data(b"x").unwrap_err().kind(), ErrorKind::InvalidState);
-    c.send_query("START_REPLICATION SLOT s LOGICAL 0/0").unwrap();
+    assert_eq!(
+        c.send_copy_data(b"x").unwrap_err().kind(),
+        ErrorKind::InvalidState
+    );
+    c.send_query("START_REPLICATION SLOT s LOGICAL 0/0")
+        .unwrap();
     let _ = transmit(&mut c);
     c.handle_input(&server(&[
         BackendMessage::CopyBothResponse(CopyResponse::default()),
@@ -408,16 +528,24 @@ fn copy_both_cycle_and_error_mid_stream() {
     let ev = events(&mut c);
     assert!(matches!(ev.as_slice(), [Event::CopyBoth(_), Event::CopyData(d)] if d.len() == 18));
     c.send_copy_data(b"r123").unwrap();
-    assert_eq!(frontend(transmit(&mut c), PasswordKind::Password), [FrontendMessage::CopyData(b"r123".to_vec().into())]);
+    assert_eq!(
+        frontend(transmit(&mut c), PasswordKind::Password),
+        [FrontendMessage::CopyData(b"r123".to_vec().into())]
+    );
     let f = error_fields("ERROR", "55000", "replication slot is active")
         .with(C::DETAIL, "pid 1")
         .with(C::FILE, "slot.c")
         .with(C::LINE, "10")
         .with(C::ROUTINE, "ReplicationSlotAcquire");
-    c.handle_input(&server(&[BackendMessage::ErrorResponse(f), BackendMessage::ReadyForQuery(TransactionStatus::IDLE)]))
-        .unwrap();
+    c.handle_input(&server(&[
+        BackendMessage::ErrorResponse(f),
+        BackendMessage::ReadyForQuery(TransactionStatus::IDLE),
+    ]))
+    .unwrap();
     let ev = events(&mut c);
-    let [Event::QueryError(db), Event::ReadyForQuery(_)] = ev.as_slice() else { panic!("{ev:?}") };
+    let [Event::QueryError(db), Event::ReadyForQuery(_)] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
     assert_eq!(db.code(), SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE);
     assert_eq!(db.detail(), Some("pid 1"));
     assert_eq!(db.routine(), Some("ReplicationSlotAcquire"));
@@ -430,12 +558,21 @@ fn copy_done_both_ways_then_next_timeline_result() {
     let mut c = connected_trust();
     c.send_query("START_REPLICATION 0/0 TIMELINE 1").unwrap();
     let _ = transmit(&mut c);
-    c.handle_input(&server(&[BackendMessage::CopyBothResponse(CopyResponse::default()), BackendMessage::CopyDone]))
-        .unwrap();
+    c.handle_input(&server(&[
+        BackendMessage::CopyBothResponse(CopyResponse::default()),
+        BackendMessage::CopyDone,
+    ]))
+    .unwrap();
     assert!(c.server_copy_done());
     c.send_copy_done().unwrap();
-    assert_eq!(frontend(transmit(&mut c), PasswordKind::Password), [FrontendMessage::CopyDone]);
-    assert_eq!(c.send_copy_done().unwrap_err().kind(), ErrorKind::InvalidState);
+    assert_eq!(
+        frontend(transmit(&mut c), PasswordKind::Password),
+        [FrontendMessage::CopyDone]
+    );
+    assert_eq!(
+        c.send_copy_done().unwrap_err().kind(),
+        ErrorKind::InvalidState
+    );
     c.handle_input(&server(&[
         BackendMessage::RowDescription(vec![]),
         BackendMessage::DataRow(DataRow::from_columns([Some("2"), Some("0/3000000")]).unwrap()),
@@ -453,9 +590,14 @@ fn copy_done_both_ways_then_next_timeline_result() {
 fn unexpected_copy_data_after_copy_done_is_a_protocol_error() {
     let mut c = connected_trust();
     c.send_query("START_REPLICATION 0/0").unwrap();
-    c.handle_input(&server(&[BackendMessage::CopyBothResponse(CopyResponse::default()), BackendMessage::CopyDone]))
-        .unwrap();
-    let e = c.handle_input(&server(&[BackendMessage::CopyData(vec![1].into())])).unwrap_err();
+    c.handle_input(&server(&[
+        BackendMessage::CopyBothResponse(CopyResponse::default()),
+        BackendMessage::CopyDone,
+    ]))
+    .unwrap();
+    let e = c
+        .handle_input(&server(&[BackendMessage::CopyData(vec![1].into())]))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol);
 }
 
@@ -486,7 +628,9 @@ fn oversized_and_unexpected_messages() {
 
     let mut c = Connection::new(settings()).unwrap();
     let _ = transmit(&mut c);
-    let e = c.handle_input(&server(&[BackendMessage::CopyDone])).unwrap_err();
+    let e = c
+        .handle_input(&server(&[BackendMessage::CopyDone]))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol);
 
     let mut c = Connection::new(settings()).unwrap();
@@ -498,7 +642,10 @@ fn oversized_and_unexpected_messages() {
 fn close_sends_terminate() {
     let mut c = connected_trust();
     c.close();
-    assert_eq!(frontend(transmit(&mut c), PasswordKind::Password), [FrontendMessage::Terminate]);
+    assert_eq!(
+        frontend(transmit(&mut c), PasswordKind::Password),
+        [FrontendMessage::Terminate]
+    );
     assert_eq!(c.phase(), Phase::Closed);
     assert_eq!(c.send_query("x").unwrap_err().kind(), ErrorKind::Closed);
 }

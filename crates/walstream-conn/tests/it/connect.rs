@@ -7,7 +7,12 @@ use walstream_test_support::{Cluster, ClusterOptions, Role, for_each_server, ski
 use crate::{connect, log_tail, run};
 
 fn with_password(cluster: &Cluster, role: Role, password: &str) -> String {
-    format!("host=127.0.0.1 port={} user={} dbname=postgres password='{}' sslmode=disable", cluster.port(), role.name(), password)
+    format!(
+        "host=127.0.0.1 port={} user={} dbname=postgres password='{}' sslmode=disable",
+        cluster.port(),
+        role.name(),
+        password
+    )
 }
 
 #[test]
@@ -23,7 +28,8 @@ fn every_auth_method_right_and_wrong_password() {
         ];
         for (role, method) in cases {
             let conninfo = format!("{} sslmode=disable", cluster.conninfo(role));
-            let mut client = connect(&conninfo).unwrap_or_else(|e| panic!("{role:?}: {e}\n{}", log_tail(&cluster)));
+            let mut client = connect(&conninfo)
+                .unwrap_or_else(|e| panic!("{role:?}: {e}\n{}", log_tail(&cluster)));
             assert_eq!(client.auth_method(), Some(method), "{role:?}");
             assert!(!client.is_tls());
             let rows = run(client.simple_query("SELECT current_user, 1 + 1 AS two")).unwrap();
@@ -47,7 +53,11 @@ fn every_auth_method_right_and_wrong_password() {
 fn query_errors_are_typed_and_connection_survives() {
     for_each_server(|install| {
         let cluster = Cluster::start(install, ClusterOptions::new()).unwrap();
-        let mut client = connect(&format!("{} sslmode=disable", cluster.conninfo(Role::Postgres))).unwrap();
+        let mut client = connect(&format!(
+            "{} sslmode=disable",
+            cluster.conninfo(Role::Postgres)
+        ))
+        .unwrap();
         run(client.simple_query("CREATE TABLE t (id int PRIMARY KEY)")).unwrap();
         run(client.simple_query("INSERT INTO t VALUES (1)")).unwrap();
         let e = run(client.simple_query("INSERT INTO t VALUES (1)")).unwrap_err();
@@ -76,25 +86,40 @@ fn tls_modes_and_channel_binding() {
         let port = cluster.port();
         let scram = |extra: &str| format!("{} {extra}", cluster.conninfo(Role::Scram));
         // verify-full with the right host name and CA.
-        let client = connect(&scram(&format!("host=localhost sslmode=verify-full sslrootcert={ca}")))
-            .unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
+        let client = connect(&scram(&format!(
+            "host=localhost sslmode=verify-full sslrootcert={ca}"
+        )))
+        .unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
         assert!(client.is_tls());
         assert_eq!(client.auth_method(), Some(CompletedAuth::ScramSha256Plus));
         // Wrong host name.
-        let e = connect(&scram(&format!("host=wrong.example hostaddr=127.0.0.1 sslmode=verify-full sslrootcert={ca}")))
-            .unwrap_err();
+        let e = connect(&scram(&format!(
+            "host=wrong.example hostaddr=127.0.0.1 sslmode=verify-full sslrootcert={ca}"
+        )))
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
         // ... accepted by verify-ca.
-        connect(&scram(&format!("host=wrong.example hostaddr=127.0.0.1 sslmode=verify-ca sslrootcert={ca}"))).unwrap();
+        connect(&scram(&format!(
+            "host=wrong.example hostaddr=127.0.0.1 sslmode=verify-ca sslrootcert={ca}"
+        )))
+        .unwrap();
         // Wrong CA.
-        let e = connect(&scram(&format!("sslmode=verify-full sslrootcert={}", tls.other_ca.display()))).unwrap_err();
+        let e = connect(&scram(&format!(
+            "sslmode=verify-full sslrootcert={}",
+            tls.other_ca.display()
+        )))
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
         // channel_binding=require: works over TLS, fails client-side before any password in plaintext.
         let c = connect(&scram("sslmode=require channel_binding=require")).unwrap();
         assert_eq!(c.auth_method(), Some(CompletedAuth::ScramSha256Plus));
         let e = connect(&scram("sslmode=disable channel_binding=require")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
-        let e = connect(&format!("{} sslmode=disable channel_binding=require", cluster.conninfo(Role::Md5))).unwrap_err();
+        let e = connect(&format!(
+            "{} sslmode=disable channel_binding=require",
+            cluster.conninfo(Role::Md5)
+        ))
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
         // prefer picks TLS when offered; channel_binding=disable uses plain SCRAM.
         let c = connect(&scram("sslmode=prefer channel_binding=disable")).unwrap();
@@ -113,14 +138,20 @@ fn tls_modes_and_channel_binding() {
                 k.display()
             )
         };
-        let c = connect(&cert(&tls.client_cert, &tls.client_key)).unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
+        let c = connect(&cert(&tls.client_cert, &tls.client_key))
+            .unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
         assert_eq!(c.auth_method(), Some(CompletedAuth::None));
         let e = connect(&cert(&tls.wrong_cn_client_cert, &tls.wrong_cn_client_key)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Db, "{e}");
         // Direct TLS (PostgreSQL 17+).
-        if skip_unless(cluster.major() >= 17, "sslnegotiation=direct needs PostgreSQL 17") {
-            let c = connect(&scram(&format!("host=localhost sslmode=verify-full sslrootcert={ca} sslnegotiation=direct")))
-                .unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
+        if skip_unless(
+            cluster.major() >= 17,
+            "sslnegotiation=direct needs PostgreSQL 17",
+        ) {
+            let c = connect(&scram(&format!(
+                "host=localhost sslmode=verify-full sslrootcert={ca} sslnegotiation=direct"
+            )))
+            .unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
             assert!(c.is_tls());
         }
     });
@@ -132,7 +163,11 @@ fn plaintext_only_server() {
         let cluster = Cluster::start(install, ClusterOptions::new().setting("ssl", "off")).unwrap();
         let c = connect(&format!("{} sslmode=prefer", cluster.conninfo(Role::Scram))).unwrap();
         assert!(!c.is_tls());
-        let e = connect(&format!("{} sslmode=require", cluster.conninfo(Role::Scram))).unwrap_err();
+        let e = connect(&format!(
+            "{} sslmode=require",
+            cluster.conninfo(Role::Scram)
+        ))
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
     });
 }
@@ -145,8 +180,10 @@ fn host_list_unix_socket_and_cancel() {
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dead_port = dead.local_addr().unwrap().port();
         drop(dead);
-        let conninfo =
-            format!("host=127.0.0.1,127.0.0.1 port={dead_port},{} user=ws_trust dbname=postgres sslmode=disable", cluster.port());
+        let conninfo = format!(
+            "host=127.0.0.1,127.0.0.1 port={dead_port},{} user=ws_trust dbname=postgres sslmode=disable",
+            cluster.port()
+        );
         let mut c = connect(&conninfo).unwrap();
         assert_eq!(run(c.show("port")).unwrap(), cluster.port().to_string());
         // target_session_attrs=read-write accepts a primary; standby rejects it.
@@ -159,7 +196,10 @@ fn host_list_unix_socket_and_cancel() {
         let rows = run(c.simple_query("SELECT inet_client_addr() IS NULL")).unwrap();
         assert_eq!(rows[0].get(0), Some("t"));
         // Cancel a running query from another task.
-        let cfg = crate::config(&format!("{} sslmode=require", cluster.conninfo(Role::Trust)));
+        let cfg = crate::config(&format!(
+            "{} sslmode=require",
+            cluster.conninfo(Role::Trust)
+        ));
         run(async {
             let mut c = walstream_conn::Client::connect(&cfg).await.unwrap();
             let token = c.cancel_token(&cfg).unwrap();
@@ -171,7 +211,10 @@ fn host_list_unix_socket_and_cancel() {
             assert_eq!(e.code(), Some(SqlState::QUERY_CANCELED), "{e}");
             canceller.await.unwrap().unwrap();
             // Still usable.
-            assert_eq!(c.simple_query("SELECT 1").await.unwrap()[0].get(0), Some("1"));
+            assert_eq!(
+                c.simple_query("SELECT 1").await.unwrap()[0].get(0),
+                Some("1")
+            );
             // A command deadline fails the command and breaks the connection.
             c.set_command_timeout(std::time::Duration::from_millis(200));
             let e = c.simple_query("SELECT pg_sleep(5)").await.unwrap_err();
@@ -182,7 +225,11 @@ fn host_list_unix_socket_and_cancel() {
         // A dropped command future marks the connection broken.
         run(async {
             let mut c = walstream_conn::Client::connect(&cfg).await.unwrap();
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), c.simple_query("SELECT pg_sleep(5)")).await;
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(100),
+                c.simple_query("SELECT pg_sleep(5)"),
+            )
+            .await;
             let e = c.simple_query("SELECT 1").await.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
         });

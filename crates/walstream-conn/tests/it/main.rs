@@ -23,7 +23,8 @@ pub fn run<F: Future>(f: F) -> F::Output {
 
 /// Parses a connection string (test-authored, so a parse failure is a test bug).
 pub fn config(s: &str) -> Config {
-    s.parse().unwrap_or_else(|e| panic!("bad test conninfo {s:?}: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| panic!("bad test conninfo {s:?}: {e}"))
 }
 
 /// Connects with `conninfo` plus extra `key=value` settings.

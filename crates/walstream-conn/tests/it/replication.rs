@@ -4,19 +4,25 @@ use std::time::Duration;
 
 use walstream_conn::{CreateSlotOptions, ErrorKind, SnapshotAction, StreamMessage};
 use walstream_proto::{Lsn, TimelineId};
-use walstream_test_support::{Cluster, ClusterOptions, Role, for_each_server, skip_unless, wait_for};
+use walstream_test_support::{
+    Cluster, ClusterOptions, Role, for_each_server, skip_unless, wait_for,
+};
 
 use crate::{connect, log_tail, run};
 
 fn repl(cluster: &Cluster, mode: &str) -> String {
-    format!("{} replication={mode} sslmode=disable", cluster.conninfo(Role::Scram))
+    format!(
+        "{} replication={mode} sslmode=disable",
+        cluster.conninfo(Role::Scram)
+    )
 }
 
 #[test]
 fn replication_commands() {
     for_each_server(|install| {
         let cluster = Cluster::start(install, ClusterOptions::new()).unwrap();
-        let mut c = connect(&repl(&cluster, "database")).unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
+        let mut c = connect(&repl(&cluster, "database"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
         let sys = run(c.identify_system()).unwrap();
         assert_eq!(sys.timeline, TimelineId(1));
         assert!(sys.xlog_pos.0 > 0);
@@ -24,7 +30,10 @@ fn replication_commands() {
         assert!(sys.system_id.parse::<u64>().is_ok());
         assert_eq!(run(c.show("wal_level")).unwrap(), "logical");
         // Plain SQL on a replication=database connection.
-        assert_eq!(run(c.simple_query("SELECT 40 + 2")).unwrap()[0].get(0), Some("42"));
+        assert_eq!(
+            run(c.simple_query("SELECT 40 + 2")).unwrap()[0].get(0),
+            Some("42")
+        );
 
         let slot = run(c.create_replication_slot(
             "ws_logical",
@@ -35,32 +44,51 @@ fn replication_commands() {
         assert!(slot.consistent_point.is_some());
         assert_eq!(slot.snapshot_name, None);
         assert_eq!(slot.output_plugin.as_deref(), Some("pgoutput"));
-        let exported = run(c.create_replication_slot("ws_tmp", &CreateSlotOptions::logical("pgoutput").temporary()))
-            .unwrap();
+        let exported = run(c.create_replication_slot(
+            "ws_tmp",
+            &CreateSlotOptions::logical("pgoutput").temporary(),
+        ))
+        .unwrap();
         assert!(exported.snapshot_name.is_some());
         let slots = cluster.replication_slots().unwrap();
         assert!(slots.iter().any(|s| s.slot_name == "ws_tmp" && s.temporary));
 
         let two_phase = CreateSlotOptions::logical("pgoutput").two_phase(true);
-        run(c.create_replication_slot("ws_2pc", &two_phase)).unwrap();
-        run(c.drop_replication_slot("ws_2pc", false)).unwrap();
+        if cluster.major() >= 15 {
+            run(c.create_replication_slot("ws_2pc", &two_phase)).unwrap();
+            run(c.drop_replication_slot("ws_2pc", false)).unwrap();
+        } else {
+            let e = run(c.create_replication_slot("ws_2pc", &two_phase)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unsupported);
+        }
 
         let mut p = connect(&repl(&cluster, "true")).unwrap();
         assert_eq!(run(p.identify_system()).unwrap().dbname, None);
-        let phys = run(p.create_replication_slot("ws_phys", &CreateSlotOptions::physical(true))).unwrap();
+        let phys =
+            run(p.create_replication_slot("ws_phys", &CreateSlotOptions::physical(true))).unwrap();
         assert!(phys.consistent_point.is_some());
-        if skip_unless(cluster.major() >= 15, "READ_REPLICATION_SLOT needs PostgreSQL 15") {
-            let read = run(p.read_replication_slot("ws_phys")).unwrap().expect("slot exists");
+        if skip_unless(
+            cluster.major() >= 15,
+            "READ_REPLICATION_SLOT needs PostgreSQL 15",
+        ) {
+            let read = run(p.read_replication_slot("ws_phys"))
+                .unwrap()
+                .expect("slot exists");
             assert_eq!(read.slot_type, "physical");
             assert!(read.restart_lsn.is_some());
             assert_eq!(read.restart_tli, Some(TimelineId(1)));
             assert_eq!(run(p.read_replication_slot("nope")).unwrap(), None);
         } else {
-            assert_eq!(run(p.read_replication_slot("ws_phys")).unwrap_err().kind(), ErrorKind::Unsupported);
+            assert_eq!(
+                run(p.read_replication_slot("ws_phys")).unwrap_err().kind(),
+                ErrorKind::Unsupported
+            );
         }
         if cluster.major() >= 17 {
             run(c.alter_replication_slot("ws_logical", Some(true), None)).unwrap();
-            let failover = CreateSlotOptions::logical("pgoutput").snapshot(SnapshotAction::Nothing).failover(true);
+            let failover = CreateSlotOptions::logical("pgoutput")
+                .snapshot(SnapshotAction::Nothing)
+                .failover(true);
             run(c.create_replication_slot("ws_failover", &failover)).unwrap();
         } else {
             let e = run(c.alter_replication_slot("ws_logical", Some(true), None)).unwrap_err();
@@ -72,7 +100,10 @@ fn replication_commands() {
         assert_eq!(e.kind(), ErrorKind::Db, "{e}");
         run(p.drop_replication_slot("ws_phys", true)).unwrap();
         let e = run(p.drop_replication_slot("ws_phys", false)).unwrap_err();
-        assert_eq!(e.code().map(|c| c.code().to_owned()).as_deref(), Some("42704"));
+        assert_eq!(
+            e.code().map(|c| c.code().to_owned()).as_deref(),
+            Some("42704")
+        );
     });
 }
 
@@ -80,8 +111,12 @@ fn replication_commands() {
 fn logical_stream_receives_changes_and_confirms_flush() {
     for_each_server(|install| {
         let cluster = Cluster::start(install, ClusterOptions::new()).unwrap();
-        cluster.execute("CREATE TABLE items (id int PRIMARY KEY, name text)").unwrap();
-        cluster.execute("CREATE PUBLICATION ws_pub FOR TABLE items").unwrap();
+        cluster
+            .execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
+            .unwrap();
+        cluster
+            .execute("CREATE PUBLICATION ws_pub FOR TABLE items")
+            .unwrap();
         let mut c = connect(&repl(&cluster, "database")).unwrap();
         let slot = run(c.create_replication_slot(
             "ws_stream",
@@ -89,17 +124,26 @@ fn logical_stream_receives_changes_and_confirms_flush() {
         ))
         .unwrap();
         let start = slot.consistent_point.unwrap();
-        cluster.execute("INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 10) g").unwrap();
+        cluster
+            .execute("INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 10) g")
+            .unwrap();
         let end_of_insert = Lsn(cluster.current_wal_lsn().unwrap());
         run(async {
             let mut stream = c
-                .start_logical_replication("ws_stream", start, &[("proto_version", "1"), ("publication_names", "ws_pub")])
+                .start_logical_replication(
+                    "ws_stream",
+                    start,
+                    &[("proto_version", "1"), ("publication_names", "ws_pub")],
+                )
                 .await
                 .unwrap();
             stream.set_status_interval(Duration::from_millis(200));
             let (mut inserts, mut commit_end) = (0, Lsn(0));
             while inserts < 10 || commit_end.0 == 0 {
-                let msg = tokio::time::timeout(Duration::from_secs(20), stream.next_message()).await.unwrap().unwrap();
+                let msg = tokio::time::timeout(Duration::from_secs(20), stream.next_message())
+                    .await
+                    .unwrap()
+                    .unwrap();
                 match msg {
                     Some(StreamMessage::XLogData { data, wal_end, .. }) => match data.first() {
                         Some(b'I') => inserts += 1,
@@ -127,8 +171,12 @@ fn logical_stream_receives_changes_and_confirms_flush() {
                 if confirmed >= end_of_insert.0 {
                     break;
                 }
-                assert!(tokio::time::Instant::now() < deadline, "confirmed_flush_lsn stuck at {confirmed:x}");
-                let _ = tokio::time::timeout(Duration::from_millis(300), stream.next_message()).await;
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "confirmed_flush_lsn stuck at {confirmed:x}"
+                );
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(300), stream.next_message()).await;
             }
             let (mut client, next) = stream.finish().await.unwrap();
             assert_eq!(next, None);
@@ -136,7 +184,11 @@ fn logical_stream_receives_changes_and_confirms_flush() {
             assert_eq!(client.show("wal_level").await.unwrap(), "logical");
         });
         let slot = wait_for("slot inactive", Duration::from_secs(10), || {
-            cluster.replication_slots().ok()?.into_iter().find(|s| s.slot_name == "ws_stream" && !s.active)
+            cluster
+                .replication_slots()
+                .ok()?
+                .into_iter()
+                .find(|s| s.slot_name == "ws_stream" && !s.active)
         })
         .unwrap();
         assert!(slot.confirmed_flush_lsn.unwrap() >= end_of_insert.0);
@@ -151,6 +203,10 @@ fn stream_error_is_typed() {
         // Unknown slot: START_REPLICATION fails with the server's error.
         let e = run(c.start_logical_replication("missing", Lsn(0), &[])).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Db, "{e}");
-        assert!(e.db_error().is_some_and(|d| d.message().contains("missing")), "{e}");
+        assert!(
+            e.db_error()
+                .is_some_and(|d| d.message().contains("missing")),
+            "{e}"
+        );
     });
 }
