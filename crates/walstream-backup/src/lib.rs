@@ -26,6 +26,7 @@ mod compress;
 mod error;
 mod manifest;
 mod tar;
+mod wal;
 
 pub use compress::GzipSink;
 pub use error::{Error, ManifestError, TarError, WalError};
@@ -37,3 +38,4 @@ pub use tar::{
     ArchiveSink, DirExtractor, EntryKind, NullVisitor, RawArchiveWriter, TarEntry, TarExtractor,
     TarReader, TarVisitor, safe_relative_path,
 };
+pub use wal::{PARTIAL_SUFFIX, WalWriter, resume_position};
