@@ -17,6 +17,8 @@
 )]
 
 mod assembly;
+mod convert;
+mod de;
 mod decoder;
 mod error;
 mod event;
@@ -28,6 +30,7 @@ pub use assembly::{
     Assembled, AssemblyOptions, Changes, Transaction, TransactionAssembler, TransactionKind,
     TwoPhaseDelivery,
 };
+pub use de::{DecodedRow, DeserializeError, Toasted};
 pub use decoder::LogicalDecoder;
 pub use error::{Error, ErrorKind};
 pub use event::{Event, EventKind, OldRow, RelationEvent, RowChange, TruncateEvent};
