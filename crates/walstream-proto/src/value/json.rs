@@ -82,7 +82,13 @@ pub(crate) fn write_value(v: &Value, out: &mut String) {
         Value::Money(PgMoney::Text(t)) => write_string(t.as_str(), out),
         Value::Money(m) => write_display(m, out),
         Value::Text(t) | Value::Xml(t) | Value::Enum(t) => write_string(t.as_str(), out),
-        Value::Json(t) | Value::Jsonb(t) => out.push_str(t.as_str()),
+        Value::Json(t) | Value::Jsonb(t) => {
+            if is_valid_json(t.as_bytes()) {
+                out.push_str(t.as_str());
+            } else {
+                write_string(t.as_str(), out);
+            }
+        }
         Value::Date(d) => d.write_json(out),
         Value::Time(t) => datetime::write_time_json(*t, None, out),
         Value::TimeTz(t) => datetime::write_time_json(t.time, Some(t.offset_seconds), out),
@@ -115,6 +121,163 @@ pub(crate) fn write_value(v: &Value, out: &mut String) {
             ..
         } => write_display(v, out),
     }
+}
+
+/// True when `s` is one JSON document (RFC 8259), checked without recursion so that deep
+/// nesting cannot exhaust the stack.
+pub(crate) fn is_valid_json(s: &[u8]) -> bool {
+    let mut i = 0;
+    let mut stack: Vec<u8> = Vec::new();
+    'value: loop {
+        skip_ws(s, &mut i);
+        match s.get(i) {
+            Some(b'{') => {
+                i += 1;
+                skip_ws(s, &mut i);
+                if s.get(i) == Some(&b'}') {
+                    i += 1;
+                } else {
+                    stack.push(b'{');
+                    if !key(s, &mut i) {
+                        return false;
+                    }
+                    continue 'value;
+                }
+            }
+            Some(b'[') => {
+                i += 1;
+                skip_ws(s, &mut i);
+                if s.get(i) == Some(&b']') {
+                    i += 1;
+                } else {
+                    stack.push(b'[');
+                    continue 'value;
+                }
+            }
+            Some(b'"') => {
+                if !string(s, &mut i) {
+                    return false;
+                }
+            }
+            Some(b't') if s[i..].starts_with(b"true") => i += 4,
+            Some(b'f') if s[i..].starts_with(b"false") => i += 5,
+            Some(b'n') if s[i..].starts_with(b"null") => i += 4,
+            Some(b'-' | b'0'..=b'9') => {
+                if !number(s, &mut i) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+        // After a complete value.
+        loop {
+            skip_ws(s, &mut i);
+            let Some(&open) = stack.last() else {
+                return i == s.len();
+            };
+            match s.get(i) {
+                Some(b',') => {
+                    i += 1;
+                    if open == b'{' && !key(s, &mut i) {
+                        return false;
+                    }
+                    continue 'value;
+                }
+                Some(b'}') if open == b'{' => {
+                    i += 1;
+                    stack.pop();
+                }
+                Some(b']') if open == b'[' => {
+                    i += 1;
+                    stack.pop();
+                }
+                _ => return false,
+            }
+        }
+    }
+}
+
+fn skip_ws(s: &[u8], i: &mut usize) {
+    while matches!(s.get(*i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        *i += 1;
+    }
+}
+
+/// An object key and its colon.
+fn key(s: &[u8], i: &mut usize) -> bool {
+    skip_ws(s, i);
+    if s.get(*i) != Some(&b'"') || !string(s, i) {
+        return false;
+    }
+    skip_ws(s, i);
+    if s.get(*i) == Some(&b':') {
+        *i += 1;
+        true
+    } else {
+        false
+    }
+}
+
+fn string(s: &[u8], i: &mut usize) -> bool {
+    *i += 1;
+    loop {
+        match s.get(*i) {
+            None => return false,
+            Some(b'"') => {
+                *i += 1;
+                return true;
+            }
+            Some(b'\\') => match s.get(*i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => *i += 2,
+                Some(b'u') => {
+                    let hex = s.get(*i + 2..*i + 6);
+                    if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                        return false;
+                    }
+                    *i += 6;
+                }
+                _ => return false,
+            },
+            Some(0..=0x1f) => return false,
+            Some(_) => *i += 1,
+        }
+    }
+}
+
+fn number(s: &[u8], i: &mut usize) -> bool {
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while s.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    if s.get(*i) == Some(&b'-') {
+        *i += 1;
+    }
+    match s.get(*i) {
+        Some(b'0') => *i += 1,
+        Some(b'1'..=b'9') => {
+            digits(i);
+        }
+        _ => return false,
+    }
+    if s.get(*i) == Some(&b'.') {
+        *i += 1;
+        if !digits(i) {
+            return false;
+        }
+    }
+    if matches!(s.get(*i), Some(b'e' | b'E')) {
+        *i += 1;
+        if matches!(s.get(*i), Some(b'+' | b'-')) {
+            *i += 1;
+        }
+        if !digits(i) {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -184,5 +347,56 @@ mod tests {
         .unwrap();
         assert_eq!(unknown_bin.to_json(), "\"\\\\xdead\"");
         assert_eq!(j(Oid::CHAR, "\""), "\"\\\"\"");
+        // A malformed document from the peer is rendered as a string, never embedded.
+        assert_eq!(j(Oid::JSON, "{\"a\": }"), "\"{\\\"a\\\": }\"");
+    }
+
+    #[test]
+    fn json_validation() {
+        for ok in [
+            "null",
+            "true",
+            " false ",
+            "0",
+            "-0.5e+10",
+            "1E3",
+            "\"a\\u00e9\\n\"",
+            "[]",
+            "{}",
+            "[1, [2, {\"a\": [null]}]]",
+            "{\"a\": 1, \"b\": {\"c\": \"d\"}}",
+            "\"é\"",
+        ] {
+            assert!(is_valid_json(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            " ",
+            "nul",
+            "01",
+            "1.",
+            "-",
+            "1e",
+            "[1,]",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "[1 2]",
+            "{1:2}",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"a",
+            "[",
+            "]",
+            "{\"a\":1]",
+            "1 2",
+            "\"\t\"",
+            "truex",
+            "[}",
+        ] {
+            assert!(!is_valid_json(bad.as_bytes()), "{bad}");
+        }
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(is_valid_json(deep.as_bytes()));
+        assert!(!is_valid_json(deep[1..].as_bytes()));
     }
 }

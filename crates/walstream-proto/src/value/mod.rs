@@ -110,7 +110,7 @@ impl ValueFormat {
 /// | `numeric` | string with the exact decimal text, e.g. `"12.340"`, `"NaN"` |
 /// | `money` | string, the server's text (or `$1,234.50` style for binary input) |
 /// | `text`, `varchar`, `bpchar`, `name`, `"char"`, `xml`, enum | string (escaped) |
-/// | `json`, `jsonb` | the document itself, embedded raw (it is JSON already; not re-validated) |
+/// | `json`, `jsonb` | the document itself, embedded raw (it is JSON already; it is checked, and a malformed document from the peer is rendered as a JSON string instead) |
 /// | `bytea` | string `"\\x0102…"` (PostgreSQL's hex text) |
 /// | `uuid`, `inet`, `cidr`, `macaddr`, `macaddr8`, `bit`, `varbit`, `pg_lsn` | string, PostgreSQL's text |
 /// | `date` | ISO 8601 string `"2024-02-29"`; BC dates with astronomical years `"-0043-03-15"`; `"infinity"` / `"-infinity"` |
