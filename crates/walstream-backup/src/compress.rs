@@ -71,6 +71,11 @@ impl ArchiveSink for Box<dyn ArchiveSink> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests {
     use super::*;
     use crate::tar::TarExtractor;

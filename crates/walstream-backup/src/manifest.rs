@@ -692,4 +692,9 @@ fn check_wal(dir: &Path, manifest: &Manifest, problems: &mut Vec<Problem>) {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests;

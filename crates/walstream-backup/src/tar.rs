@@ -873,4 +873,9 @@ impl ArchiveSink for RawArchiveWriter {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 pub(crate) mod tests;

@@ -40,7 +40,7 @@ struct OpenSegment {
     name: String,
 }
 
-/// Writes streamed WAL into segment files; see the [module docs](self).
+/// Writes streamed WAL into segment files like `pg_receivewal` (see the crate docs).
 ///
 /// Call order: [`WalWriter::write`] for each `XLogData` in order,
 /// [`WalWriter::sync_if_due`] whenever convenient (e.g. before each status update),
@@ -361,6 +361,11 @@ pub fn resume_position(dir: &Path, segment_size: u64) -> Result<Option<(Timeline
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests {
     use super::*;
 
