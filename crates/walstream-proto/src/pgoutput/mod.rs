@@ -21,6 +21,7 @@
 )]
 
 mod fast;
+pub(crate) mod fuzz;
 mod message;
 mod relcache;
 mod tuple;

@@ -1,6 +1,7 @@
 //! `RelationCache`: what Relation and Type messages said, for resolving later changes.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::error::DecodeError;
@@ -68,8 +69,37 @@ pub enum Observed {
 /// [`Arc<Relation>`] so decoded events can hold a cheap reference.
 #[derive(Debug, Clone, Default)]
 pub struct RelationCache {
-    relations: HashMap<Oid, Arc<Relation>>,
-    types: HashMap<Oid, Arc<PgType>>,
+    relations: HashMap<Oid, Arc<Relation>, OidHash>,
+    types: HashMap<Oid, Arc<PgType>, OidHash>,
+}
+
+/// Every change looks its relation up, so the map uses a multiplicative hash of the OID
+/// instead of SipHash. OIDs are assigned by the server, not chosen by an attacker on the
+/// client's side of the protocol, so collision flooding is not a concern here.
+type OidHash = BuildHasherDefault<OidHasher>;
+
+/// Fibonacci hashing of the (32-bit) key; see [`OidHash`].
+#[derive(Debug, Default, Clone, Copy)]
+struct OidHasher(u64);
+
+impl Hasher for OidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 impl RelationCache {
