@@ -12,6 +12,7 @@ mod cursor;
 mod error;
 mod frontend;
 pub mod pgoutput;
+mod replication;
 mod types;
 mod value;
 
@@ -25,6 +26,10 @@ pub use frontend::{
     CANCEL_REQUEST_CODE, CancelRequest, FrontendFramer, FrontendMessage, GSSENC_REQUEST_CODE,
     MAX_STARTUP_PACKET_LEN, PasswordKind, ProtocolVersion, SSL_REQUEST_CODE, StartupMessage,
     StartupPacket,
+};
+pub use replication::{
+    BaseBackupMessage, HotStandbyFeedback, PrimaryKeepalive, ReplicationMessage, ReplicationTag,
+    StandbyMessage, StandbyStatusUpdate, XLogData,
 };
 pub use types::{Lsn, Oid, ParseLsnError, ParseSqlStateError, PgTimestamp, SqlState, TimelineId, Xid};
 pub use value::{
