@@ -110,6 +110,7 @@ mod tests {
             rng
         };
         let n = u16::try_from(oids::ALL.len() + EXTRA.len()).unwrap();
+        mutations(seeds, &mut next);
         for i in 0..n {
             for seed in seeds {
                 let mut input = i.to_be_bytes().to_vec();
@@ -134,5 +135,127 @@ mod tests {
                 fuzz_binary(&input);
             }
         }
+    }
+
+    /// Valid text values of many types, each with its binary form, mutated byte by byte.
+    fn mutations(extra: &[&[u8]], next: &mut impl FnMut() -> u64) {
+        let valid: &[&str] = &[
+            "-12.340",
+            "123456789012345678901234567890.123456789",
+            "0.000012",
+            "1.5e+300",
+            "-0",
+            "2024-02-29 23:59:59.999999+05:30",
+            "0044-03-15 12:00:00 BC",
+            "0044-03-15 BC",
+            "12:00:00.5+05:30",
+            "1 year 2 mons -3 days -04:05:06.5",
+            "-1 days +02:03:00",
+            "::ffff:1.2.3.4/128",
+            "192.168.0.1/24",
+            "08:00:2b:01:02:03:04:05",
+            "10110",
+            "16/B374D848",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+            "\\x00ff",
+            "ab\\\\c",
+            r#"{"a b","NULL","",NULL,"x\"y\\z"}"#,
+            "[0:1][2:3]={{1,2},{3,4}}",
+            r#"["a b","c,d")"#,
+            "{[1,3),[5,8)}",
+            "[1.5,)",
+            r#"{"[1,3)",empty}"#,
+            r#"{"{\"a\": 1}"}"#,
+            "$1,234.56",
+        ];
+        let types = registry();
+        let all: Vec<Oid> = oids::ALL.iter().copied().chain(EXTRA).collect();
+        let mut inputs: Vec<(Oid, ValueFormat, Vec<u8>)> = Vec::new();
+        for &oid in &all {
+            for text in valid
+                .iter()
+                .map(|t| t.as_bytes())
+                .chain(extra.iter().copied())
+            {
+                let Ok(v) = types.decode(oid, ValueFormat::Text, Bytes::copy_from_slice(text))
+                else {
+                    continue;
+                };
+                inputs.push((oid, ValueFormat::Text, text.to_vec()));
+                if let Some(b) = binary_of(&v) {
+                    inputs.push((oid, ValueFormat::Binary, b));
+                }
+            }
+        }
+        assert!(
+            inputs.len() > 100,
+            "seeds decode for many types ({})",
+            inputs.len()
+        );
+        for (oid, format, input) in inputs {
+            for _ in 0..150 {
+                let mut m = input.clone();
+                let r = next();
+                let pos = usize::try_from(r % (m.len() as u64 + 1)).unwrap();
+                let byte = (r >> 16).to_le_bytes()[0];
+                match (r >> 8) % 4 {
+                    0 if pos < m.len() => m[pos] = byte,
+                    1 => m.insert(pos, byte),
+                    2 if pos < m.len() => {
+                        m.remove(pos);
+                    }
+                    _ => m.truncate(pos),
+                }
+                check(&types, oid, format, &m);
+            }
+        }
+    }
+
+    /// A few binary encodings built from decoded values, to seed binary mutations.
+    fn binary_of(v: &Value) -> Option<Vec<u8>> {
+        Some(match v {
+            Value::Int4(x) => x.to_be_bytes().to_vec(),
+            Value::Int8(x) => x.to_be_bytes().to_vec(),
+            Value::Float8(x) => x.to_be_bytes().to_vec(),
+            Value::Numeric(n) => {
+                let mut b = Vec::new();
+                b.extend_from_slice(&i16::try_from(n.digits().len()).ok()?.to_be_bytes());
+                b.extend_from_slice(&n.weight().to_be_bytes());
+                b.extend_from_slice(&(if n.is_negative() { 0x4000u16 } else { 0 }).to_be_bytes());
+                b.extend_from_slice(&n.scale().to_be_bytes());
+                for d in n.digits() {
+                    b.extend_from_slice(&d.to_be_bytes());
+                }
+                b
+            }
+            Value::TimestampTz(t) | Value::Timestamp(t) => t.0.to_be_bytes().to_vec(),
+            Value::Date(d) => d.0.to_be_bytes().to_vec(),
+            Value::Interval(i) => {
+                let mut b = i.micros.to_be_bytes().to_vec();
+                b.extend_from_slice(&i.days.to_be_bytes());
+                b.extend_from_slice(&i.months.to_be_bytes());
+                b
+            }
+            Value::Array(a) if a.element_type() == Oid::INT4 => {
+                let mut b = i32::try_from(a.dims().len()).ok()?.to_be_bytes().to_vec();
+                b.extend_from_slice(&1i32.to_be_bytes());
+                b.extend_from_slice(&23u32.to_be_bytes());
+                for d in a.dims() {
+                    b.extend_from_slice(&i32::try_from(d.len).ok()?.to_be_bytes());
+                    b.extend_from_slice(&d.lower_bound.to_be_bytes());
+                }
+                for e in a.elements() {
+                    match e {
+                        Value::Int4(x) => {
+                            b.extend_from_slice(&4i32.to_be_bytes());
+                            b.extend_from_slice(&x.to_be_bytes());
+                        }
+                        _ => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                    }
+                }
+                b
+            }
+            _ => return None,
+        })
     }
 }
