@@ -67,8 +67,8 @@ fn bench(c: &mut Criterion) {
                 let m = dec.decode(f.clone()).expect("valid capture");
                 cache.observe(&m).expect("known relation");
                 if let PgoutputMessage::Insert(i) = &m {
-                    for v in &i.new {
-                        n += v.as_bytes().map_or(0, Bytes::len);
+                    for v in i.new.iter_ref() {
+                        n += v.as_bytes().map_or(0, <[u8]>::len);
                     }
                 }
             }

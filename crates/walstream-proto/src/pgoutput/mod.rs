@@ -8,7 +8,8 @@
 //!   inside a streamed block and the [`DecodeOptions`] (protocol version, parallel streaming);
 //! - [`PgoutputDecoder`] tracks Stream Start / Stream Stop so callers need not;
 //! - row values stay in the received bytes: [`TupleData`] validates their structure once and
-//!   [`TupleData::iter`] yields [`ColumnValue`]s lazily, without allocating;
+//!   [`TupleData::iter`] yields [`ColumnValue`]s lazily (zero-copy [`bytes::Bytes`] slices),
+//!   [`TupleData::iter_ref`] borrowed [`ColumnRef`]s, neither allocating;
 //! - [`RelationCache`] remembers Relation and Type messages and resolves the changes that
 //!   refer to them.
 //!
@@ -33,4 +34,4 @@ pub use message::{
     StreamCommit, StreamStart, Truncate, TruncateOptions, TypeMessage, Update,
 };
 pub use relcache::{Observed, RelationCache, RelationChange};
-pub use tuple::{ColumnValue, TupleData, TupleIter};
+pub use tuple::{ColumnRef, ColumnValue, TupleData, TupleIter, TupleRefIter};

@@ -32,7 +32,7 @@ pub struct TupleData {
 
 impl std::fmt::Debug for TupleData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
+        f.debug_list().entries(self.iter_ref()).finish()
     }
 }
 
@@ -138,9 +138,18 @@ impl TupleData {
         &self.raw
     }
 
-    /// Iterates over the column values without allocating.
+    /// Iterates over the column values without allocating; each value is a zero-copy slice.
     pub fn iter(&self) -> TupleIter<'_> {
         TupleIter {
+            raw: &self.raw,
+            inner: self.iter_ref(),
+        }
+    }
+
+    /// Iterates over the column values as borrowed slices: no allocation and no
+    /// reference-count update per column.
+    pub fn iter_ref(&self) -> TupleRefIter<'_> {
+        TupleRefIter {
             raw: &self.raw,
             pos: 0,
             left: self.columns,
@@ -154,7 +163,7 @@ impl TupleData {
 
     /// True if any column is an unchanged TOAST value.
     pub fn has_unchanged_toast(&self) -> bool {
-        self.iter().any(|v| v == ColumnValue::UnchangedToast)
+        self.iter_ref().any(|v| v == ColumnRef::UnchangedToast)
     }
 }
 
@@ -198,26 +207,50 @@ impl ColumnValue {
     }
 }
 
-/// Iterator over the values of a [`TupleData`], see [`TupleData::iter`].
+/// One column value of a [`TupleData`], borrowed from it: no reference-count traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColumnRef<'a> {
+    /// SQL NULL (`n`).
+    Null,
+    /// An unchanged TOASTed value; its bytes were not sent (`u`).
+    UnchangedToast,
+    /// A value in text format (`t`).
+    Text(&'a [u8]),
+    /// A value in binary format (`b`).
+    Binary(&'a [u8]),
+}
+
+impl<'a> ColumnRef<'a> {
+    /// The value's bytes, for `Text` and `Binary`.
+    pub fn as_bytes(&self) -> Option<&'a [u8]> {
+        match *self {
+            Self::Text(b) | Self::Binary(b) => Some(b),
+            Self::Null | Self::UnchangedToast => None,
+        }
+    }
+
+    /// The value as UTF-8 text, for `Text` values that are valid UTF-8.
+    pub fn as_text(&self) -> Option<&'a str> {
+        match *self {
+            Self::Text(b) => std::str::from_utf8(b).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Iterator over borrowed column values, see [`TupleData::iter_ref`].
 #[derive(Debug, Clone)]
-pub struct TupleIter<'a> {
-    raw: &'a Bytes,
+pub struct TupleRefIter<'a> {
+    raw: &'a [u8],
     pos: usize,
     left: u16,
 }
 
-impl TupleIter<'_> {
-    fn read_len(&self, at: usize) -> Option<usize> {
-        let b: [u8; 4] = self.raw.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        usize::try_from(i32::from_be_bytes(b)).ok()
-    }
-}
-
-impl Iterator for TupleIter<'_> {
-    type Item = ColumnValue;
+impl<'a> Iterator for TupleRefIter<'a> {
+    type Item = ColumnRef<'a>;
 
     #[inline]
-    fn next(&mut self) -> Option<ColumnValue> {
+    fn next(&mut self) -> Option<ColumnRef<'a>> {
         // The structure was validated when the tuple was decoded or built, so none of the
         // `?` below can fail; they only keep this code free of panics.
         self.left = self.left.checked_sub(1)?;
@@ -225,22 +258,23 @@ impl Iterator for TupleIter<'_> {
         let value = match kind {
             KIND_NULL => {
                 self.pos += 1;
-                ColumnValue::Null
+                ColumnRef::Null
             }
             KIND_UNCHANGED_TOAST => {
                 self.pos += 1;
-                ColumnValue::UnchangedToast
+                ColumnRef::UnchangedToast
             }
             _ => {
-                let len = self.read_len(self.pos + 1)?;
+                let len: [u8; 4] = self.raw.get(self.pos + 1..self.pos + 5)?.try_into().ok()?;
+                let len = usize::try_from(i32::from_be_bytes(len)).ok()?;
                 let start = self.pos + 5;
-                let end = start.checked_add(len).filter(|&e| e <= self.raw.len())?;
+                let end = start.checked_add(len)?;
+                let bytes = self.raw.get(start..end)?;
                 self.pos = end;
-                let bytes = self.raw.slice(start..end);
                 if kind == KIND_TEXT {
-                    ColumnValue::Text(bytes)
+                    ColumnRef::Text(bytes)
                 } else {
-                    ColumnValue::Binary(bytes)
+                    ColumnRef::Binary(bytes)
                 }
             }
         };
@@ -250,6 +284,33 @@ impl Iterator for TupleIter<'_> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         let n = usize::from(self.left);
         (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for TupleRefIter<'_> {}
+
+/// Iterator over the values of a [`TupleData`], see [`TupleData::iter`].
+#[derive(Debug, Clone)]
+pub struct TupleIter<'a> {
+    raw: &'a Bytes,
+    inner: TupleRefIter<'a>,
+}
+
+impl Iterator for TupleIter<'_> {
+    type Item = ColumnValue;
+
+    #[inline]
+    fn next(&mut self) -> Option<ColumnValue> {
+        Some(match self.inner.next()? {
+            ColumnRef::Null => ColumnValue::Null,
+            ColumnRef::UnchangedToast => ColumnValue::UnchangedToast,
+            ColumnRef::Text(b) => ColumnValue::Text(self.raw.slice_ref(b)),
+            ColumnRef::Binary(b) => ColumnValue::Binary(self.raw.slice_ref(b)),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 
@@ -282,6 +343,18 @@ mod tests {
         );
         assert!(t.has_unchanged_toast());
         assert_eq!(t.get(2).unwrap().as_text(), Some("42"));
+        let refs: Vec<_> = t.iter_ref().collect();
+        assert_eq!(
+            refs,
+            [
+                ColumnRef::Null,
+                ColumnRef::UnchangedToast,
+                ColumnRef::Text(b"42"),
+                ColumnRef::Binary(b"\x07")
+            ]
+        );
+        assert_eq!(refs[2].as_text(), Some("42"));
+        assert_eq!(t.iter().len(), 4);
         let again = TupleData::from_values(&v).unwrap();
         assert_eq!(again, t);
         let mut out = BytesMut::new();
