@@ -66,6 +66,12 @@ pub(crate) fn fuzz(data: &[u8]) {
                 t.len(),
                 "tuple iterator yields every column"
             );
+            assert!(
+                t.iter()
+                    .zip(t.iter_ref())
+                    .all(|(v, r)| v.as_bytes().map(|b| &b[..]) == r.as_bytes()),
+                "owned and borrowed iterators agree"
+            );
         }
         let _ = cache.observe(&msg);
     }
