@@ -8,6 +8,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod backend;
+mod capture;
 mod cursor;
 mod error;
 mod frontend;
@@ -20,6 +21,9 @@ pub use backend::{
     Authentication, BackendMessage, BackendTag, CopyResponse, DataRow, DataRowColumns,
     ErrorFieldCode, ErrorFields, FieldDescription, FormatCode, Framer, MAX_SECRET_KEY_LEN,
     TransactionStatus,
+};
+pub use capture::{
+    CaptureDecoder, CaptureKind, CaptureReader, CaptureWriter, DEFAULT_MAX_FRAME_SIZE, encode_frame,
 };
 pub use error::{DecodeError, EncodeError};
 pub use frontend::{
