@@ -26,6 +26,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The server's stream does not follow the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The request cannot be made to this server or is not implemented.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// A local file-system operation failed.
     #[error("{context}: {path}")]
     Io {

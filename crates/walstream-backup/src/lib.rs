@@ -22,12 +22,17 @@
     clippy::cast_sign_loss
 )]
 
+mod basebackup;
 mod compress;
 mod error;
 mod manifest;
 mod tar;
 mod wal;
 
+pub use basebackup::{
+    BackupStreamDecoder, BackupTarget, BackupTargetKind, BaseBackupOptions, CheckpointMode,
+    DirectoryTarget, Format, INCOMPLETE_MARKER, ManifestMode, Progress, TablespaceInfo, sync_tree,
+};
 pub use compress::GzipSink;
 pub use error::{Error, ManifestError, TarError, WalError};
 pub use manifest::{
