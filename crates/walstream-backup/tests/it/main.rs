@@ -1,0 +1,3 @@
+//! Integration tests of walstream-backup against real PostgreSQL servers.
+
+mod pg_archives;
