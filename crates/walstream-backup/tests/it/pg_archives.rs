@@ -30,7 +30,17 @@ fn pg_basebackup_tar_extracts_and_verifies() {
             .arg(cluster.socket_dir())
             .arg("-p")
             .arg(cluster.port().to_string())
-            .args(["-U", "postgres", "-Ft", "-X", "fetch", "--no-sync", "-c", "fast", "-D"])
+            .args([
+                "-U",
+                "postgres",
+                "-Ft",
+                "-X",
+                "fetch",
+                "--no-sync",
+                "-c",
+                "fast",
+                "-D",
+            ])
             .arg(&tar_dir));
         let data = fs::read(tar_dir.join("base.tar")).unwrap();
         let dest = work.path().join("plain");
@@ -40,10 +50,19 @@ fn pg_basebackup_tar_extracts_and_verifies() {
             sink.write(chunk).unwrap();
         }
         sink.finish().unwrap();
-        fs::copy(tar_dir.join("backup_manifest"), dest.join("backup_manifest")).unwrap();
+        fs::copy(
+            tar_dir.join("backup_manifest"),
+            dest.join("backup_manifest"),
+        )
+        .unwrap();
 
         let report = verify_backup(&dest).unwrap();
-        assert!(report.is_ok(), "PostgreSQL {}: {:?}", cluster.major(), report.problems);
+        assert!(
+            report.is_ok(),
+            "PostgreSQL {}: {:?}",
+            cluster.major(),
+            report.problems
+        );
         assert!(report.files_checksummed > 100);
         assert_eq!(report.manifest.version >= 2, cluster.major() >= 17);
 
@@ -51,13 +70,22 @@ fn pg_basebackup_tar_extracts_and_verifies() {
         assert!(out.contains("successfully verified"), "{out}");
 
         // Damage one relation file: both verifiers notice.
-        let victim = report.manifest.files.iter().find(|f| f.path.starts_with("base/") && f.size > 0).unwrap();
+        let victim = report
+            .manifest
+            .files
+            .iter()
+            .find(|f| f.path.starts_with("base/") && f.size > 0)
+            .unwrap();
         let mut bytes = fs::read(dest.join(&victim.path)).unwrap();
         bytes[0] ^= 0xff;
         fs::write(dest.join(&victim.path), bytes).unwrap();
         let report = verify_backup(&dest).unwrap();
         assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
-        let status = Command::new(install.bin("pg_verifybackup")).arg(&dest).output().unwrap().status;
+        let status = Command::new(install.bin("pg_verifybackup"))
+            .arg(&dest)
+            .output()
+            .unwrap()
+            .status;
         assert!(!status.success());
     });
 }
