@@ -195,7 +195,7 @@ impl Xid {
 }
 
 /// Microseconds between 1970-01-01 and 2000-01-01, PostgreSQL's epoch.
-pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+pub(crate) const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
 /// A PostgreSQL timestamp: microseconds since 2000-01-01 00:00:00 UTC.
 ///
