@@ -594,7 +594,7 @@ pub(crate) fn mismatch(v: &Value, expected: &str, why: Option<&str>) -> Deserial
 
 /// The value's text: as is for text types, ISO 8601 for dates and times, PostgreSQL's output
 /// otherwise.
-fn text_form(v: &Value) -> Cow<'_, str> {
+pub(crate) fn text_form(v: &Value) -> Cow<'_, str> {
     match v {
         Value::Text(t) | Value::Xml(t) | Value::Json(t) | Value::Jsonb(t) | Value::Enum(t) => {
             Cow::Borrowed(t.as_str())

@@ -5,7 +5,7 @@ use crate::event::{Event, EventKind, OldRow};
 use crate::row::{Field, Row, RowError};
 
 /// Appends `s` as a JSON string literal.
-fn json_str(out: &mut String, s: &str) {
+pub(crate) fn json_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -19,6 +19,7 @@
 mod assembly;
 mod convert;
 mod de;
+mod debezium;
 mod decoder;
 mod error;
 mod event;
@@ -31,6 +32,10 @@ pub use assembly::{
     TwoPhaseDelivery,
 };
 pub use de::{DecodedRow, DeserializeError, Toasted};
+pub use debezium::{
+    BinaryMode, DebeziumEncoder, DebeziumOptions, DebeziumRecord, DecimalMode, IntervalMode,
+    UNAVAILABLE_VALUE_PLACEHOLDER,
+};
 pub use decoder::LogicalDecoder;
 pub use error::{Error, ErrorKind};
 pub use event::{Event, EventKind, OldRow, RelationEvent, RowChange, TruncateEvent};
