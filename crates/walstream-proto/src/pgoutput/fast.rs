@@ -37,6 +37,7 @@ struct Parsed {
 }
 
 impl Parsed {
+    #[inline]
     fn build(self, mut bytes: Bytes) -> PgoutputMessage {
         let wrap = |t| {
             if self.kind == b'K' {
