@@ -12,6 +12,8 @@ mod capture;
 mod cursor;
 mod error;
 mod frontend;
+#[doc(hidden)]
+pub mod internal;
 pub mod pgoutput;
 mod replication;
 mod types;

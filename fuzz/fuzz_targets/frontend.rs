@@ -1,0 +1,7 @@
+//! Fuzz target `frontend`: see `walstream_proto::internal::fuzzing::fuzz_frontend` for the input layout
+//! and the oracles.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    walstream_proto::internal::fuzzing::fuzz_frontend(data);
+});

@@ -1,0 +1,7 @@
+//! Fuzz target `replication`: see `walstream_proto::internal::fuzzing::fuzz_replication` for the input layout
+//! and the oracles.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    walstream_proto::internal::fuzzing::fuzz_replication(data);
+});
