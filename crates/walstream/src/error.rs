@@ -18,6 +18,9 @@ pub enum ErrorKind {
     Deserialize,
     /// The caller used the API in a way it does not allow.
     Usage,
+    /// Connecting to the server or talking to it failed (see [`Error::db_error`] for errors
+    /// the server reported, and [`Error::connection_error`] for the details).
+    Connection,
 }
 
 /// An error of the walstream facade, with a matchable [`kind`](Self::kind).
@@ -57,6 +60,18 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// The connection layer's error, for [`ErrorKind::Connection`].
+    pub fn connection_error(&self) -> Option<&walstream_conn::Error> {
+        self.source
+            .as_deref()?
+            .downcast_ref::<walstream_conn::Error>()
+    }
+
+    /// The error the server reported (SQLSTATE, message, detail, hint, ...), if any.
+    pub fn db_error(&self) -> Option<&walstream_conn::DbError> {
+        self.connection_error()?.db_error()
+    }
 }
 
 impl fmt::Display for Error {
@@ -80,5 +95,11 @@ impl std::error::Error for Error {
 impl From<DecodeError> for Error {
     fn from(e: DecodeError) -> Self {
         Self::with_source(ErrorKind::Decode, "cannot decode a pgoutput message", e)
+    }
+}
+
+impl From<walstream_conn::Error> for Error {
+    fn from(e: walstream_conn::Error) -> Self {
+        Self::with_source(ErrorKind::Connection, "replication connection failed", e)
     }
 }

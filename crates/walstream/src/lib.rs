@@ -26,6 +26,8 @@ mod event;
 mod feedback;
 mod jsonl;
 mod row;
+mod slots;
+mod stream;
 
 pub use assembly::{
     Assembled, AssemblyOptions, Changes, Transaction, TransactionAssembler, TransactionKind,
@@ -41,6 +43,13 @@ pub use error::{Error, ErrorKind};
 pub use event::{Event, EventKind, OldRow, RelationEvent, RowChange, TruncateEvent};
 pub use feedback::{AckHandle, FeedbackPositions, LsnFeedback};
 pub use row::{Field, Row, RowError};
+pub use slots::{SlotInfo, create_slot, drop_slot, list_slots};
+pub use stream::{
+    EventStream, LogicalStream, LogicalStreamBuilder, OriginFilter, RawXLogData, RetryPolicy,
+    Streaming,
+};
+pub use tokio_util::sync::CancellationToken;
+pub use walstream_conn::{Config, CreateSlotOptions, CreatedSlot, DbError, SnapshotAction};
 pub use walstream_proto::pgoutput::{DecodeOptions, Relation, RelationChange};
 pub use walstream_proto::{Lsn, Oid, PgTimestamp, Xid};
 pub use walstream_proto::{TypeRegistry, Value, ValueFormat};
