@@ -7,6 +7,9 @@
 //! asserts that decoding either gives the same value and that `Display` reproduces the
 //! server's text exactly. The built-in OID constants are checked against `pg_type` too.
 //!
+//! With `WALSTREAM_WRITE_VALUE_SEEDS=<path to fuzz/>` it also writes each built-in case's text
+//! and binary bytes as seeds for the `values` and `values_binary` fuzz targets.
+//!
 //! The test fails (it does not skip) when no PostgreSQL binaries are found; set
 //! `WALSTREAM_PG_BIN` to a directory holding `initdb`, `pg_ctl` and `psql` to use another
 //! installation.
@@ -668,8 +671,27 @@ fn values_match_postgres() {
     let rows = cluster.psql(&script);
     assert_eq!(rows.len(), CASES.len(), "one output row per case");
 
+    // With WALSTREAM_WRITE_VALUE_SEEDS=<fuzz dir>, record every built-in case as fuzz seeds:
+    // the 2-byte index of the type in `builtin_type_oids()`, then the server's bytes.
+    let seed_dir = std::env::var_os("WALSTREAM_WRITE_VALUE_SEEDS").map(PathBuf::from);
     let mut failures = Vec::new();
-    for (case, row) in CASES.iter().zip(&rows) {
+    for (n, (case, row)) in CASES.iter().zip(&rows).enumerate() {
+        if let Some(dir) = &seed_dir {
+            let f: Vec<&str> = row.split('|').collect();
+            let oid = Oid(f[0].parse().unwrap());
+            if let Some(i) = walstream_proto::builtin_type_oids()
+                .iter()
+                .position(|o| *o == oid)
+            {
+                let idx = u16::try_from(i).unwrap().to_be_bytes();
+                for (target, hex) in [("values", f[1]), ("values_binary", f[2])] {
+                    let mut seed = idx.to_vec();
+                    seed.extend_from_slice(&unhex(hex));
+                    let path = dir.join("corpus").join(target).join(format!("pg15-{n:03}"));
+                    std::fs::write(path, seed).unwrap();
+                }
+            }
+        }
         let f: Vec<&str> = row.split('|').collect();
         let oid = Oid(f[0].parse().unwrap());
         let server_text = String::from_utf8(unhex(f[1])).unwrap();

@@ -27,7 +27,6 @@
 mod array;
 mod datetime;
 // Reached through `crate::internal`'s fuzz hooks.
-#[allow(dead_code)]
 pub(crate) mod fuzz;
 mod json;
 mod network;
