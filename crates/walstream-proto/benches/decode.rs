@@ -4,6 +4,9 @@
 //!
 //! Run with `cargo bench -p walstream-proto --bench decode`.
 
+// `criterion_group!` generates a public function that cannot carry a doc comment.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use bytes::Bytes;

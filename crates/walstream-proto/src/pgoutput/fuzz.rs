@@ -10,10 +10,6 @@
 //! fast path and the general path agree; iterating tuples and feeding the relation cache
 //! never panic.
 
-// Reached only through `crate::internal`, which the wire codec's owner adds; until it calls
-// this, non-test builds would flag it as unused.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use bytes::Bytes;
 
 use super::message::{DecodeOptions, OldTuple, PgoutputDecoder, PgoutputMessage};
