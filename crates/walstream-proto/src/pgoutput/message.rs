@@ -219,7 +219,12 @@ pub enum PgoutputMessage {
     StreamPrepare(Prepare),
 }
 
-/// Begin: <https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html>.
+/// Begin.
+///
+/// Wire format: section "Begin" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Begin {
     /// The final LSN of the transaction.
@@ -231,6 +236,11 @@ pub struct Begin {
 }
 
 /// Commit.
+///
+/// Wire format: section "Commit" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Commit {
     /// Flags (currently unused, 0).
@@ -244,6 +254,11 @@ pub struct Commit {
 }
 
 /// Origin.
+///
+/// Wire format: section "Origin" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// The LSN of the commit on the origin server.
@@ -306,6 +321,11 @@ pub struct Relation {
 }
 
 /// Relation message.
+///
+/// Wire format: section "Relation" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelationMessage {
     /// Transaction id (streamed transactions only).
@@ -326,6 +346,11 @@ pub struct PgType {
 }
 
 /// Type message.
+///
+/// Wire format: section "Type" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeMessage {
     /// Transaction id (streamed transactions only).
@@ -335,6 +360,11 @@ pub struct TypeMessage {
 }
 
 /// Insert.
+///
+/// Wire format: section "Insert" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Insert {
     /// Transaction id (streamed transactions only).
@@ -371,6 +401,11 @@ impl OldTuple {
 }
 
 /// Update.
+///
+/// Wire format: section "Update" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
     /// Transaction id (streamed transactions only).
@@ -384,6 +419,11 @@ pub struct Update {
 }
 
 /// Delete.
+///
+/// Wire format: section "Delete" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delete {
     /// Transaction id (streamed transactions only).
@@ -416,6 +456,11 @@ impl TruncateOptions {
 }
 
 /// Truncate.
+///
+/// Wire format: section "Truncate" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Truncate {
     /// Transaction id (streamed transactions only).
@@ -427,6 +472,11 @@ pub struct Truncate {
 }
 
 /// Logical decoding message.
+///
+/// Wire format: section "Message" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LogicalMessage {
     /// Transaction id (streamed transactions only).
@@ -452,6 +502,11 @@ impl LogicalMessage {
 }
 
 /// Stream Start.
+///
+/// Wire format: section "Stream Start" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamStart {
     /// Transaction id of the streamed transaction.
@@ -461,6 +516,11 @@ pub struct StreamStart {
 }
 
 /// Stream Commit.
+///
+/// Wire format: section "Stream Commit" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamCommit {
     /// Transaction id.
@@ -485,6 +545,11 @@ pub struct AbortInfo {
 }
 
 /// Stream Abort.
+///
+/// Wire format: section "Stream Abort" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamAbort {
     /// Transaction id of the top-level transaction.
@@ -503,6 +568,11 @@ impl StreamAbort {
 }
 
 /// Begin Prepare.
+///
+/// Wire format: section "Begin Prepare" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BeginPrepare {
     /// The LSN of the prepare.
@@ -518,6 +588,11 @@ pub struct BeginPrepare {
 }
 
 /// Prepare and Stream Prepare.
+///
+/// Wire format: section "Prepare" and "Stream Prepare" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Prepare {
     /// Flags (currently unused, 0).
@@ -535,6 +610,11 @@ pub struct Prepare {
 }
 
 /// Commit Prepared.
+///
+/// Wire format: section "Commit Prepared" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CommitPrepared {
     /// Flags (currently unused, 0).
@@ -552,6 +632,11 @@ pub struct CommitPrepared {
 }
 
 /// Rollback Prepared.
+///
+/// Wire format: section "Rollback Prepared" of the PostgreSQL docs' [Logical Replication
+/// Message Formats][formats].
+///
+/// [formats]: https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RollbackPrepared {
     /// Flags (currently unused, 0).
