@@ -1201,6 +1201,12 @@ impl PgoutputDecoder {
         self.stream.is_some()
     }
 
+    /// Forgets any streamed block in progress, as when a new replication session starts
+    /// (the server begins every session outside a block).
+    pub fn reset(&mut self) {
+        self.stream = None;
+    }
+
     /// Decodes the next message and updates the streaming state.
     #[inline]
     pub fn decode(&mut self, bytes: Bytes) -> Result<PgoutputMessage, DecodeError> {
@@ -1417,6 +1423,11 @@ mod tests {
             relation_id: Oid(5),
             new: tuple(&[]),
         });
+        assert_eq!(d.decode(ins.to_bytes().unwrap()).unwrap(), ins);
+        // A new session starts outside any block, whatever the last one was doing.
+        assert_eq!(d.decode(start.to_bytes().unwrap()).unwrap(), start);
+        d.reset();
+        assert!(!d.in_stream());
         assert_eq!(d.decode(ins.to_bytes().unwrap()).unwrap(), ins);
     }
 
