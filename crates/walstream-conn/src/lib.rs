@@ -10,7 +10,8 @@
 //! or Unix sockets, runs the TLS handshake when the core asks for it, walks the host list,
 //! and gives every control command a deadline. The replication commands
 //! ([`Client::identify_system`] and friends) build SQL text and parse result rows; the
-//! streaming phase is a [`ReplicationStream`].
+//! streaming phase is a [`ReplicationStream`] yielding walstream-proto's
+//! [`ReplicationMessage`](walstream_proto::ReplicationMessage)s.
 //!
 //! # Quick start
 //!
@@ -56,7 +57,4 @@ pub use replication::{
     TimelineHistory, create_slot_command, quote_ident, quote_literal, start_logical_command,
     start_physical_command,
 };
-pub use stream::{
-    FeedbackLsns, FeedbackSchedule, HotStandbyFeedback, NextTimeline, ReplicationStream,
-    StreamMessage, encode_hot_standby_feedback, encode_status_update,
-};
+pub use stream::{FeedbackLsns, FeedbackSchedule, NextTimeline, ReplicationStream};

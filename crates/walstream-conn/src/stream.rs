@@ -1,124 +1,26 @@
 //! The streaming phase: after `START_REPLICATION`, a [`ReplicationStream`] yields WAL data
 //! and keepalives and sends standby status updates.
 //!
+//! The messages themselves are walstream-proto's ([`ReplicationMessage`] in,
+//! [`StandbyMessage`] out); this module adds the I/O and the feedback bookkeeping.
+//!
 //! Feedback scheduling is sans-IO ([`FeedbackSchedule`]): the stream sends a status update
 //! every `status_interval` (default 10 s, like `wal_receiver_status_interval`) and at once
 //! when a keepalive asks for a reply.
 
 use std::time::{Duration, SystemTime};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
-use walstream_proto::{Lsn, PgTimestamp, TimelineId, Xid};
+use walstream_proto::{
+    HotStandbyFeedback, Lsn, PgTimestamp, PrimaryKeepalive, ReplicationMessage, StandbyMessage,
+    StandbyStatusUpdate, TimelineId, Xid,
+};
 
 use crate::client::Client;
 use crate::error::{Error, ErrorKind};
 use crate::machine::Event;
 use crate::replication::{start_logical_command, start_physical_command};
-
-/// A message received during streaming replication
-/// ([protocol-replication](https://www.postgresql.org/docs/current/protocol-replication.html)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StreamMessage {
-    /// `w` XLogData: WAL bytes (physical) or one output-plugin message (logical).
-    XLogData {
-        /// Start of the WAL data in this message.
-        wal_start: Lsn,
-        /// The server's current end of WAL.
-        wal_end: Lsn,
-        /// The server's clock when sending.
-        send_time: PgTimestamp,
-        /// The payload, sharing the receive buffer's memory.
-        data: Bytes,
-    },
-    /// `k` primary keepalive.
-    Keepalive {
-        /// The server's current end of WAL.
-        wal_end: Lsn,
-        /// The server's clock when sending.
-        send_time: PgTimestamp,
-        /// The server asks for an immediate status update (already sent by the stream).
-        reply_requested: bool,
-    },
-}
-
-impl StreamMessage {
-    /// Decodes one CopyData payload.
-    pub fn decode(mut payload: Bytes) -> Result<Self, Error> {
-        let bad =
-            |what: &'static str| Error::protocol(format!("malformed replication message: {what}"));
-        let Some(&tag) = payload.first() else {
-            return Err(bad("empty CopyData"));
-        };
-        payload.advance(1);
-        match tag {
-            b'w' => {
-                if payload.len() < 24 {
-                    return Err(bad("XLogData header truncated"));
-                }
-                let wal_start = Lsn(payload.get_u64());
-                let wal_end = Lsn(payload.get_u64());
-                let send_time = PgTimestamp(payload.get_i64());
-                Ok(Self::XLogData {
-                    wal_start,
-                    wal_end,
-                    send_time,
-                    data: payload,
-                })
-            }
-            b'k' => {
-                if payload.len() != 17 {
-                    return Err(bad("keepalive has the wrong length"));
-                }
-                let wal_end = Lsn(payload.get_u64());
-                let send_time = PgTimestamp(payload.get_i64());
-                let reply_requested = match payload.get_u8() {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(bad("keepalive reply flag is not 0 or 1")),
-                };
-                Ok(Self::Keepalive {
-                    wal_end,
-                    send_time,
-                    reply_requested,
-                })
-            }
-            other => Err(Error::protocol(format!(
-                "unknown replication message tag 0x{other:02x}"
-            ))),
-        }
-    }
-}
-
-/// Encodes a standby status update (`r`).
-pub fn encode_status_update(
-    buf: &mut BytesMut,
-    lsns: &FeedbackLsns,
-    now: PgTimestamp,
-    reply_requested: bool,
-) {
-    buf.put_u8(b'r');
-    buf.put_u64(lsns.write.0);
-    buf.put_u64(lsns.flush.0);
-    buf.put_u64(lsns.apply.0);
-    buf.put_i64(now.0);
-    buf.put_u8(u8::from(reply_requested));
-}
-
-/// Encodes a hot standby feedback message (`h`).
-pub fn encode_hot_standby_feedback(
-    buf: &mut BytesMut,
-    now: PgTimestamp,
-    feedback: &HotStandbyFeedback,
-) {
-    buf.put_u8(b'h');
-    buf.put_i64(now.0);
-    buf.put_u32(feedback.xmin.0);
-    buf.put_u32(feedback.xmin_epoch);
-    buf.put_u32(feedback.catalog_xmin.0);
-    buf.put_u32(feedback.catalog_xmin_epoch);
-}
 
 /// The positions reported in standby status updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -130,19 +32,6 @@ pub struct FeedbackLsns {
     pub flush: Lsn,
     /// Last WAL byte + 1 applied.
     pub apply: Lsn,
-}
-
-/// Hot standby feedback values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HotStandbyFeedback {
-    /// The standby's xmin (0 to stop holding back).
-    pub xmin: Xid,
-    /// Epoch of `xmin`.
-    pub xmin_epoch: u32,
-    /// The standby's catalog xmin.
-    pub catalog_xmin: Xid,
-    /// Epoch of `catalog_xmin`.
-    pub catalog_xmin_epoch: u32,
 }
 
 /// When to send the next status update (sans-IO: time is passed in).
@@ -196,6 +85,23 @@ pub struct ReplicationStream {
     schedule: FeedbackSchedule,
     server_done: bool,
     out: BytesMut,
+}
+
+/// Decodes a `CopyData` payload of the stream with walstream-proto's codec.
+fn decode_message(payload: Bytes) -> Result<ReplicationMessage, Error> {
+    ReplicationMessage::decode(payload)
+        .map_err(|e| Error::with_source(ErrorKind::Protocol, "malformed replication message", e))
+}
+
+/// The status update reporting `lsns`.
+fn status_update(lsns: &FeedbackLsns, now: PgTimestamp, reply_requested: bool) -> StandbyMessage {
+    StandbyMessage::StatusUpdate(StandbyStatusUpdate {
+        write: lsns.write,
+        flush: lsns.flush,
+        apply: lsns.apply,
+        send_time: now,
+        reply_requested,
+    })
 }
 
 fn now_pg() -> PgTimestamp {
@@ -284,28 +190,44 @@ impl ReplicationStream {
         if self.server_done {
             return Ok(());
         }
-        self.out.clear();
-        encode_status_update(&mut self.out, &self.lsns, now_pg(), reply_requested);
-        self.client.core().send_copy_data(&self.out)?;
-        self.client.flush().await?;
+        let msg = status_update(&self.lsns, now_pg(), reply_requested);
+        self.send_standby_message(&msg).await?;
         self.schedule.sent(Instant::now().into_std());
         Ok(())
     }
 
-    /// Sends hot standby feedback (physical replication).
+    /// Sends hot standby feedback (physical replication) stamped with the current time:
+    /// the standby's `xmin` and `catalog_xmin` with their epochs (zeros stop holding rows
+    /// back).
     pub async fn send_hot_standby_feedback(
         &mut self,
-        feedback: &HotStandbyFeedback,
+        xmin: Xid,
+        xmin_epoch: u32,
+        catalog_xmin: Xid,
+        catalog_xmin_epoch: u32,
     ) -> Result<(), Error> {
+        let msg = StandbyMessage::HotStandbyFeedback(HotStandbyFeedback {
+            send_time: now_pg(),
+            xmin,
+            xmin_epoch,
+            catalog_xmin,
+            catalog_xmin_epoch,
+        });
+        self.send_standby_message(&msg).await
+    }
+
+    /// Sends `msg` as it is (no bookkeeping: a status update sent this way neither moves
+    /// [`ReplicationStream::lsns`] nor resets the periodic schedule).
+    pub async fn send_standby_message(&mut self, msg: &StandbyMessage) -> Result<(), Error> {
         self.out.clear();
-        encode_hot_standby_feedback(&mut self.out, now_pg(), feedback);
+        msg.encode(&mut self.out);
         self.client.core().send_copy_data(&self.out)?;
         self.client.flush().await
     }
 
     /// The next message; `Ok(None)` when the server ended the stream (CopyDone, e.g. at the
     /// end of a timeline) — then call [`ReplicationStream::finish`].
-    pub async fn next_message(&mut self) -> Result<Option<StreamMessage>, Error> {
+    pub async fn next_message(&mut self) -> Result<Option<ReplicationMessage>, Error> {
         loop {
             if self.server_done {
                 return Ok(None);
@@ -320,11 +242,11 @@ impl ReplicationStream {
             };
             match ev {
                 Event::CopyData(payload) => {
-                    let msg = StreamMessage::decode(payload)?;
-                    if let StreamMessage::Keepalive {
+                    let msg = decode_message(payload)?;
+                    if let ReplicationMessage::PrimaryKeepalive(PrimaryKeepalive {
                         reply_requested: true,
                         ..
-                    } = msg
+                    }) = msg
                     {
                         self.send_status_update(false).await?;
                     }
@@ -401,72 +323,73 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decode_xlogdata_and_keepalive() {
-        let mut b = BytesMut::new();
-        b.put_u8(b'w');
-        b.put_u64(0x100);
-        b.put_u64(0x200);
-        b.put_i64(7);
-        b.put_slice(b"payload");
-        let m = StreamMessage::decode(b.freeze()).unwrap();
-        assert_eq!(
-            m,
-            StreamMessage::XLogData {
-                wal_start: Lsn(0x100),
-                wal_end: Lsn(0x200),
-                send_time: PgTimestamp(7),
-                data: Bytes::from_static(b"payload")
-            }
-        );
-        let mut b = BytesMut::new();
-        b.put_u8(b'k');
-        b.put_u64(0x300);
-        b.put_i64(9);
-        b.put_u8(1);
-        let bytes = b.freeze();
-        assert_eq!(
-            StreamMessage::decode(bytes.clone()).unwrap(),
-            StreamMessage::Keepalive {
-                wal_end: Lsn(0x300),
-                send_time: PgTimestamp(9),
-                reply_requested: true
-            }
-        );
-        // Every truncation and a trailing byte are errors, never panics.
-        for n in 0..bytes.len() {
-            assert!(StreamMessage::decode(bytes.slice(..n)).is_err());
+    fn decodes_with_proto_and_maps_errors() {
+        // XLogData with a pgoutput Begin, captured from PostgreSQL 15.
+        let xlog: &[u8] = b"w\x00\x00\x00\x00\x01Y8\xc8\x00\x00\x00\x00\x01Y8\xc8\x00\x03\x03\xd5\x1fY\x1c\xdaB\x00\x00\x00\
+          \x00\x01Y:(\x00\x03\x03\xd5\x1fW\xe7c\x00\x00\x02\xe2";
+        let bytes = Bytes::from_static(xlog);
+        let ReplicationMessage::XLogData(x) = decode_message(bytes.clone()).unwrap() else {
+            panic!("not XLogData");
+        };
+        assert_eq!(x.wal_start, Lsn(0x0159_38c8));
+        assert_eq!(x.wal_end, Lsn(0x0159_38c8));
+        assert_eq!(x.data.first(), Some(&b'B'));
+        // The payload shares the received buffer: no copy.
+        assert_eq!(x.data.as_ptr(), bytes[25..].as_ptr());
+        // A keepalive asking for a reply.
+        let ka = Bytes::from_static(b"k\x00\x00\x00\x00\x01Y8\x90\x00\x03\x03\xd5\x1fX\x94E\x01");
+        assert!(matches!(
+            decode_message(ka.clone()).unwrap(),
+            ReplicationMessage::PrimaryKeepalive(PrimaryKeepalive {
+                reply_requested: true,
+                wal_end: Lsn(0x0159_3890),
+                ..
+            })
+        ));
+        // Truncations, a trailing byte and unknown kinds are protocol errors with the
+        // decoder's error as the source, never panics.
+        for n in 0..ka.len() {
+            let e = decode_message(ka.slice(..n)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Protocol);
+            assert!(std::error::Error::source(&e).is_some());
         }
-        let mut long = BytesMut::from(&bytes[..]);
-        long.put_u8(0);
-        assert!(StreamMessage::decode(long.freeze()).is_err());
-        assert!(StreamMessage::decode(Bytes::from_static(b"z")).is_err());
+        let mut long = BytesMut::from(&ka[..]);
+        long.extend_from_slice(b"\x00");
+        assert_eq!(
+            decode_message(long.freeze()).unwrap_err().kind(),
+            ErrorKind::Protocol
+        );
+        assert_eq!(
+            decode_message(Bytes::from_static(b"z")).unwrap_err().kind(),
+            ErrorKind::Protocol
+        );
     }
 
     #[test]
-    fn encode_feedback_messages() {
-        let mut b = BytesMut::new();
+    fn status_update_reports_lsns() {
         let lsns = FeedbackLsns {
             write: Lsn(1),
             flush: Lsn(2),
             apply: Lsn(3),
         };
-        encode_status_update(&mut b, &lsns, PgTimestamp(4), true);
+        let mut b = BytesMut::new();
+        status_update(&lsns, PgTimestamp(4), true).encode(&mut b);
         let mut want = vec![b'r'];
         for v in [1u64, 2, 3, 4] {
             want.extend_from_slice(&v.to_be_bytes());
         }
         want.push(1);
         assert_eq!(&b[..], &want[..]);
-        let mut b = BytesMut::new();
-        let fb = HotStandbyFeedback {
-            xmin: Xid(5),
-            xmin_epoch: 6,
-            catalog_xmin: Xid(7),
-            catalog_xmin_epoch: 8,
-        };
-        encode_hot_standby_feedback(&mut b, PgTimestamp(4), &fb);
-        assert_eq!(b.len(), 1 + 8 + 16);
-        assert_eq!(b[0], b'h');
+        assert_eq!(
+            StandbyMessage::decode(b.freeze()).unwrap(),
+            StandbyMessage::StatusUpdate(StandbyStatusUpdate {
+                write: Lsn(1),
+                flush: Lsn(2),
+                apply: Lsn(3),
+                send_time: PgTimestamp(4),
+                reply_requested: true,
+            })
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use walstream_conn::{CreateSlotOptions, ErrorKind, SnapshotAction, StreamMessage};
-use walstream_proto::{Lsn, TimelineId};
+use walstream_conn::{CreateSlotOptions, ErrorKind, SnapshotAction};
+use walstream_proto::{Lsn, ReplicationMessage, TimelineId, XLogData};
 use walstream_test_support::{
     Cluster, ClusterOptions, Role, for_each_server, skip_unless, wait_for,
 };
@@ -145,12 +145,14 @@ fn logical_stream_receives_changes_and_confirms_flush() {
                     .unwrap()
                     .unwrap();
                 match msg {
-                    Some(StreamMessage::XLogData { data, wal_end, .. }) => match data.first() {
-                        Some(b'I') => inserts += 1,
-                        Some(b'C') if inserts == 10 => commit_end = wal_end.max(end_of_insert),
-                        _ => {}
-                    },
-                    Some(StreamMessage::Keepalive { .. }) => {}
+                    Some(ReplicationMessage::XLogData(XLogData { data, wal_end, .. })) => {
+                        match data.first() {
+                            Some(b'I') => inserts += 1,
+                            Some(b'C') if inserts == 10 => commit_end = wal_end.max(end_of_insert),
+                            _ => {}
+                        }
+                    }
+                    Some(ReplicationMessage::PrimaryKeepalive(_)) => {}
                     Some(_) => {}
                     None => panic!("server ended the stream"),
                 }
