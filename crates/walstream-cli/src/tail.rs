@@ -1,0 +1,110 @@
+//! `walstream tail` and `walstream record`: a logical slot to events or to a capture file.
+use std::path::PathBuf;
+
+use walstream_conn::ReplicationMode;
+use walstream_proto::CaptureWriter;
+
+use crate::error::CliError;
+use crate::output::{Format, Renderer};
+use crate::stream::{self, Limits, Output, Sink, SlotStreamArgs};
+
+/// Arguments of `walstream tail`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  walstream tail -d 'host=db user=rep dbname=app' -S s1 -P p1 --create-slot --if-not-exists
+  walstream tail -d postgresql://rep@db/app -S s1 -P p1,p2 --format pretty
+  walstream tail -d ... -S s1 -P p1 --endpos 0/3000060 -o changes.jsonl
+  walstream tail -d ... -S s1 -P p1 --streaming on --messages --format jsonl | jq .
+
+The server needs wal_level = logical, a publication (CREATE PUBLICATION p1 FOR ALL TABLES)
+and a role with REPLICATION. Output is acknowledged to the server only after it is written
+(and, for -o FILE, synced); Ctrl-C or SIGTERM sends a final acknowledgement and exits 0, so
+the next run resumes after the last transaction written.")]
+pub(crate) struct TailArgs {
+    #[command(flatten)]
+    pub(crate) stream: SlotStreamArgs,
+    /// Output file (appended to; default standard output).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Output format: jsonl (one JSON object per event, docs/jsonl.md), pretty (readable),
+    /// raw (one line per pgoutput message: LSN and hex bytes), none (acknowledge only).
+    #[arg(short = 'f', long, value_enum, default_value_t = TailFormat::Jsonl)]
+    pub(crate) format: TailFormat,
+}
+
+/// Formats `tail` supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TailFormat {
+    /// One JSON object per event.
+    Jsonl,
+    /// Readable lines.
+    Pretty,
+    /// LSN and hex bytes of each pgoutput message.
+    Raw,
+    /// Nothing; only acknowledge (e.g. to advance a slot to --endpos).
+    None,
+}
+
+impl From<TailFormat> for Format {
+    fn from(f: TailFormat) -> Self {
+        match f {
+            TailFormat::Jsonl => Self::Jsonl,
+            TailFormat::Pretty => Self::Pretty,
+            TailFormat::Raw => Self::Raw,
+            TailFormat::None => Self::None,
+        }
+    }
+}
+
+/// Arguments of `walstream record`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  walstream record -d 'host=db user=rep dbname=app' -S s1 -P p1 -o changes.cap --endpos 0/3000060
+  walstream decode changes.cap --format pretty
+
+The capture holds every replication message (XLogData with its LSNs, keepalives) as frames of
+a u32 big-endian length and the message; `walstream decode` turns it into events offline.
+The slot is acknowledged as with `tail`, after the capture is synced.")]
+pub(crate) struct RecordArgs {
+    #[command(flatten)]
+    pub(crate) stream: SlotStreamArgs,
+    /// The capture file to write (appended to).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub(crate) output: PathBuf,
+}
+
+fn limits(args: &SlotStreamArgs) -> Limits {
+    Limits {
+        endpos: args.endpos,
+        ..Limits::default()
+    }
+}
+
+pub(crate) async fn tail(args: &TailArgs) -> Result<(), CliError> {
+    let out = Output::open(args.output.as_deref())?;
+    let shutdown = stream::shutdown_on_signals();
+    let client =
+        crate::conn::connect(args.stream.conninfo.as_deref(), ReplicationMode::Logical).await?;
+    let opened = stream::open(&args.stream, client).await?;
+    let sink = Sink::Render {
+        renderer: Renderer::new(args.format.into()),
+        out,
+    };
+    let summary = stream::run(opened, sink, &limits(&args.stream), shutdown).await?;
+    stream::check_stop(&summary)
+}
+
+pub(crate) async fn record(args: &RecordArgs) -> Result<(), CliError> {
+    let out = Output::open(Some(&args.output))?;
+    let shutdown = stream::shutdown_on_signals();
+    let client =
+        crate::conn::connect(args.stream.conninfo.as_deref(), ReplicationMode::Logical).await?;
+    let opened = stream::open(&args.stream, client).await?;
+    let sink = Sink::Capture {
+        writer: CaptureWriter::new(out),
+    };
+    let summary = stream::run(opened, sink, &limits(&args.stream), shutdown).await?;
+    stream::check_stop(&summary)
+}
