@@ -42,6 +42,7 @@ mod cluster;
 mod error;
 mod install;
 mod os;
+mod proxy;
 mod roles;
 mod tls;
 
@@ -50,5 +51,6 @@ pub use cluster::{
 };
 pub use error::Error;
 pub use install::{BINDIRS_VAR, PgInstall, for_each_server, servers, skip_unless};
+pub use proxy::{ConnectionPlan, Direction, Fault, FaultProxy, FiredFault, ProxyHandle, Trigger};
 pub use roles::{Role, passwords};
 pub use tls::TlsFiles;
