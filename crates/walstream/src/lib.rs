@@ -8,6 +8,36 @@
 //! acknowledges what it has durably processed (with [`LsnFeedback::ack`] or an [`AckHandle`]),
 //! and the library reports `write` = received, `flush` = `apply` = acknowledged — only ever at
 //! transaction boundaries. See `docs/acknowledgement.md` in the repository.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use walstream::{Config, EventKind, LogicalStream};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config: Config = "host=localhost user=repl dbname=app".parse()?;
+//! let mut stream = LogicalStream::builder(config, "app_slot")
+//!     .publication("app_pub")
+//!     .start()
+//!     .await?;
+//! while let Some(event) = stream.next_event().await? {
+//!     if let EventKind::Insert(change) = event.kind() {
+//!         println!("{}.{}: {:?}", change.schema(), change.table(), change.new);
+//!     }
+//!     event.ack(); // once the event's effects are durable
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The pieces: [`LogicalStream`] (connection, retry and resume, feedback, shutdown) over the
+//! sans-IO [`LogicalDecoder`] (XLogData in, [`Event`]s out) and [`LsnFeedback`]; opt-in
+//! [`TransactionAssembler`] for whole transactions; [`Row::deserialize`] into your types;
+//! [`Event::to_json_line`] and [`DebeziumEncoder`] for JSON output; slot helpers
+//! [`create_slot`], [`drop_slot`], [`list_slots`]. The [`manual`] explains slots, LSNs and
+//! feedback, failure and resume, and TLS choices.
+//!
+//! Features: `chrono`, `time`, `uuid`, `rust_decimal` add `TryFrom<&Field>` conversions to
+//! those crates' types (dates, times, timestamps, UUIDs, decimals).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(
@@ -25,6 +55,7 @@ mod error;
 mod event;
 mod feedback;
 mod jsonl;
+pub mod manual;
 mod row;
 mod slots;
 mod stream;

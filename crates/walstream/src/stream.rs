@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use walstream_conn::{
-    Client, Config, FeedbackLsns, ReplicationMode, ReplicationStream, StreamMessage,
-};
+use walstream_conn::{Client, Config, FeedbackLsns, ReplicationMode, ReplicationStream};
 use walstream_proto::pgoutput::DecodeOptions;
-use walstream_proto::{Lsn, PgTimestamp};
+use walstream_proto::{Lsn, PgTimestamp, ReplicationMessage};
 
 use crate::decoder::LogicalDecoder;
 use crate::error::{Error, ErrorKind};
@@ -496,7 +494,7 @@ impl LogicalStream {
 
     /// Waits for the next message from the server (reconnecting when needed); `None` when
     /// the stream was cancelled.
-    async fn next_message(&mut self) -> Result<Option<StreamMessage>, Error> {
+    async fn next_message(&mut self) -> Result<Option<ReplicationMessage>, Error> {
         loop {
             if self.done {
                 return Ok(None);
@@ -564,13 +562,10 @@ impl LogicalStream {
                 ));
             };
             match msg {
-                StreamMessage::XLogData {
-                    wal_start,
-                    wal_end,
-                    data,
-                    ..
-                } => decoder.handle_xlog_data(wal_start, wal_end, data)?,
-                StreamMessage::Keepalive { wal_end, .. } => decoder.handle_keepalive(wal_end),
+                ReplicationMessage::XLogData(x) => {
+                    decoder.handle_xlog_data(x.wal_start, x.wal_end, x.data)?;
+                }
+                ReplicationMessage::PrimaryKeepalive(k) => decoder.handle_keepalive(k.wal_end),
                 _ => {}
             }
         }
@@ -590,18 +585,12 @@ impl LogicalStream {
             let Some(msg) = self.next_message().await? else {
                 return Ok(None);
             };
-            if let StreamMessage::XLogData {
-                wal_start,
-                wal_end,
-                send_time,
-                data,
-            } = msg
-            {
+            if let ReplicationMessage::XLogData(x) = msg {
                 return Ok(Some(RawXLogData {
-                    wal_start,
-                    wal_end,
-                    send_time,
-                    data,
+                    wal_start: x.wal_start,
+                    wal_end: x.wal_end,
+                    send_time: x.send_time,
+                    data: x.data,
                 }));
             }
         }
@@ -636,8 +625,14 @@ impl LogicalStream {
             flush: p.flush,
             apply: p.apply,
         });
-        let (client, _) = conn.finish().await?;
-        client.close().await;
+        // The final status update carries the acknowledged position; it must get through.
+        conn.send_status_update(false).await?;
+        // Then CopyDone and a clean close. A logical walsender may still send CopyData after
+        // its CopyDone (a server quirk the connection layer rejects); the session is over
+        // either way and the position was reported above, so a failure here is not an error.
+        if let Ok((client, _)) = conn.finish().await {
+            client.close().await;
+        }
         Ok(())
     }
 

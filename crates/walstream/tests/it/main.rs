@@ -1,0 +1,4 @@
+//! walstream facade integration tests against real PostgreSQL servers from
+//! walstream-test-support (every configured major version).
+
+mod stream;
