@@ -366,13 +366,14 @@ pub(crate) fn parse_timestamp(data: &[u8], tz: bool) -> Result<PgTimestamp, Deco
     let offset = if tz { scan_offset(&mut s)? } else { 0 };
     s.finish()?;
     let date = PgDate::from_ymd(y, m, d).ok_or_else(|| bad(ctx, 0, "date out of range"))?;
-    let local = i64::from(date.0)
-        .checked_mul(USECS_PER_DAY)
-        .and_then(|v| v.checked_add(us))
-        .and_then(|v| v.checked_sub(i64::from(offset) * USECS_PER_SEC))
+    // Computed wide: the first day of the range starts before i64::MIN microseconds.
+    let utc = i128::from(date.0) * i128::from(USECS_PER_DAY) + i128::from(us)
+        - i128::from(offset) * i128::from(USECS_PER_SEC);
+    i64::try_from(utc)
+        .ok()
         .filter(|v| *v != i64::MAX && *v != i64::MIN)
-        .ok_or_else(|| bad(ctx, 0, "timestamp out of range"))?;
-    Ok(PgTimestamp(local))
+        .map(PgTimestamp)
+        .ok_or_else(|| bad(ctx, 0, "timestamp out of range"))
 }
 
 /// An `interval`: months, days and microseconds, kept apart as PostgreSQL does.
@@ -701,6 +702,15 @@ mod tests {
             parse_timestamp(b"2000-01-01 00:00:01", false).unwrap(),
             PgTimestamp(1_000_000)
         );
+        // The extremes of the binary range display and parse back.
+        for raw in [i64::MIN + 1, i64::MAX - 1] {
+            for tz in [false, true] {
+                let mut s = String::new();
+                fmt_timestamp(PgTimestamp(raw), tz, &mut s).unwrap();
+                assert_eq!(parse_timestamp(s.as_bytes(), tz).unwrap(), PgTimestamp(raw), "{s}");
+            }
+        }
+        assert!(parse_timestamp(b"300000-01-01 00:00:00", false).is_err());
         assert!(parse_timestamp(b"2000-01-01 00:00:00", true).is_err());
         assert!(parse_timestamp(b"2000-01-01 00:00:00+00", false).is_err());
         assert!(parse_timestamp(b"2000-01-01", false).is_err());
