@@ -539,9 +539,9 @@ impl LogicalStream {
 
     /// The next event; `Ok(None)` once the stream was shut down or cancelled.
     ///
-    /// Cancel-safe in the sense that dropping the future loses no event that was already
-    /// decoded; an XLogData message being read when the future is dropped is sent again by
-    /// the server after a reconnect only, so prefer the cancellation token to `select!`.
+    /// Dropping the future loses no event that was already decoded (it stays queued for the
+    /// next call). To stop the stream, prefer the cancellation token over dropping this
+    /// future in a `select!`: cancellation ends with a graceful shutdown.
     pub async fn next_event(&mut self) -> Result<Option<Event>, Error> {
         if self.settings.raw {
             return Err(Error::new(
