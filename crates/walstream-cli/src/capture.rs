@@ -88,9 +88,9 @@ impl<R: Read> CaptureFile<R> {
                     wal_end: x.wal_end,
                     data: x.data,
                 }),
-                Ok(ReplicationMessage::PrimaryKeepalive(k)) => Ok(Frame::Keepalive {
-                    wal_end: k.wal_end,
-                }),
+                Ok(ReplicationMessage::PrimaryKeepalive(k)) => {
+                    Ok(Frame::Keepalive { wal_end: k.wal_end })
+                }
                 Ok(_) => Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "corrupt capture: an unexpected replication message",
@@ -174,7 +174,10 @@ mod tests {
     fn pgoutput_kind_and_corruption() {
         let mut bytes = vec![0, 0, 0, 2, b'B', 1];
         let mut r = CaptureFile::new(bytes.as_slice());
-        assert!(matches!(r.next_frame().unwrap(), Some(Frame::XLogData { .. })));
+        assert!(matches!(
+            r.next_frame().unwrap(),
+            Some(Frame::XLogData { .. })
+        ));
         assert_eq!(r.kind(), Some(CaptureKind::Pgoutput));
         // A truncated frame and an absurd length are errors, not panics or huge allocations.
         bytes.extend_from_slice(&[0, 0, 0, 9, b'I']);

@@ -102,7 +102,9 @@ pub(crate) fn find_bindir(explicit: Option<&Path>) -> Result<PathBuf, CliError> 
             dir.display(),
             PROGRAMS.join(", ")
         ))
-        .hint("pass the `bin` directory of a PostgreSQL installation"));
+        .hint(format!(
+            "pass the `bin` directory of a PostgreSQL installation, or {INSTALL_HELP}"
+        )));
     }
     let from_path = std::env::var_os("PATH")
         .and_then(|path| std::env::split_paths(&path).find(|d| has_programs(d)));

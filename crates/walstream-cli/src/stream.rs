@@ -5,13 +5,13 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::error::{Category, CliError};
+use crate::output::Renderer;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use walstream::{AckHandle, DecodeOptions, EventKind, LogicalDecoder, Lsn, LsnFeedback};
 use walstream_conn::{Client, CreateSlotOptions, FeedbackLsns, ReplicationStream, SnapshotAction};
 use walstream_proto::{CaptureWriter, ReplicationMessage};
-use crate::error::{Category, CliError};
-use crate::output::Renderer;
 
 /// Connection and slot options shared by `tail` and `record`.
 #[derive(Debug, Clone, clap::Args)]
