@@ -45,6 +45,8 @@ pub struct Client {
     target: Target,
     tls: Option<TlsSetup>,
     notices: Vec<DbError>,
+    /// During a streaming command: the deadline moves this far past every read.
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
 /// What a cancel request needs to reach the same server the same way.
@@ -64,6 +66,26 @@ pub struct ResultSet {
 }
 
 impl ResultSet {
+    pub(crate) fn new(columns: Arc<[FieldDescription]>) -> Self {
+        Self {
+            columns,
+            rows: Vec::new(),
+            tag: None,
+        }
+    }
+
+    pub(crate) fn columns_arc(&self) -> Arc<[FieldDescription]> {
+        self.columns.clone()
+    }
+
+    pub(crate) fn push_row(&mut self, row: Row) {
+        self.rows.push(row);
+    }
+
+    pub(crate) fn set_tag(&mut self, tag: String) {
+        self.tag = Some(tag);
+    }
+
     /// The column descriptions (empty for statements that return no rows).
     pub fn columns(&self) -> &[FieldDescription] {
         &self.columns
@@ -382,6 +404,7 @@ impl Client {
             target: target.clone(),
             tls: None,
             notices: Vec::new(),
+            idle_timeout: None,
         };
         let where_ = transport::describe(target);
         loop {
@@ -633,7 +656,13 @@ impl Client {
                         "server closed the connection unexpectedly",
                     ));
                 }
-                Some(Ok(_)) => self.conn.process_input()?,
+                Some(Ok(_)) => {
+                    if let Some(idle) = self.idle_timeout {
+                        self.conn
+                            .set_deadline(Some((Instant::now() + idle).into_std()));
+                    }
+                    self.conn.process_input()?;
+                }
                 Some(Err(e)) => {
                     self.conn.fail();
                     return Err(io_err(e));
@@ -666,7 +695,7 @@ impl Client {
     }
 
     /// Marks the start of a command; fails if an earlier one was abandoned.
-    fn begin(&mut self) -> Result<(), Error> {
+    pub(crate) fn begin(&mut self) -> Result<(), Error> {
         if self.busy {
             self.conn.fail();
             return Err(Error::new(

@@ -35,6 +35,7 @@
 
 mod client;
 mod config;
+mod copy_out;
 mod error;
 pub mod machine;
 mod pgpass;
@@ -49,6 +50,7 @@ pub use config::{
     RequireAuth, RootCert, ServerStatus, SessionQuery, SessionQueryError, SessionRejection,
     SessionVerdict, SslMode, SslNegotiation, SslSettings, Target, TargetAddr, TargetSessionAttrs,
 };
+pub use copy_out::{CopyOutItem, CopyOutStream};
 pub use error::{DbError, Error, ErrorKind};
 pub use machine::{CompletedAuth, Connection, Event, Phase, StartupSettings, TlsRequest};
 pub use pgpass::{PassFile, PassFileWarning};

@@ -1,6 +1,7 @@
 //! walstream-conn integration tests against real PostgreSQL servers from
 //! walstream-test-support (every configured major version).
 
+mod backup;
 mod config;
 mod connect;
 mod replication;
