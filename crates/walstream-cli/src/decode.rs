@@ -35,6 +35,12 @@ pub(crate) struct DecodeArgs {
     /// the abort LSN and time).
     #[arg(long)]
     pub(crate) parallel: bool,
+    /// Debezium: the logical server name (`source.name`).
+    #[arg(long, value_name = "NAME", default_value = "walstream")]
+    pub(crate) debezium_server: String,
+    /// Debezium: the database name (`source.db`).
+    #[arg(long, value_name = "NAME", default_value = "postgres")]
+    pub(crate) debezium_database: String,
 }
 
 /// Formats `decode` supports.
@@ -42,6 +48,8 @@ pub(crate) struct DecodeArgs {
 pub(crate) enum DecodeFormat {
     /// One JSON object per event (docs/jsonl.md).
     Jsonl,
+    /// Debezium change-event values (docs/debezium.md).
+    Debezium,
     /// Readable lines.
     Pretty,
     /// Counts by event kind and by table.
@@ -52,6 +60,7 @@ impl From<DecodeFormat> for Format {
     fn from(f: DecodeFormat) -> Self {
         match f {
             DecodeFormat::Jsonl => Self::Jsonl,
+            DecodeFormat::Debezium => Self::Debezium,
             DecodeFormat::Pretty => Self::Pretty,
             DecodeFormat::Count => Self::Count,
         }
@@ -83,7 +92,11 @@ pub(crate) fn decode(
     let feedback = LsnFeedback::new(Lsn(0));
     feedback.set_auto_ack(true);
     let mut decoder = LogicalDecoder::new(options, feedback);
-    let mut renderer = Renderer::new(args.format.into());
+    let mut renderer = if args.format == DecodeFormat::Debezium {
+        Renderer::debezium(&args.debezium_server, &args.debezium_database)
+    } else {
+        Renderer::new(args.format.into())
+    };
     let mut reader = CaptureFile::new(input);
     let mut frames = 0u64;
     while let Some(frame) = reader
@@ -130,6 +143,8 @@ mod tests {
             format,
             proto_version: proto,
             parallel: false,
+            debezium_server: "walstream".into(),
+            debezium_database: "postgres".into(),
         };
         let mut out = Vec::new();
         decode(golden(name).as_slice(), &args, &mut out).unwrap();
@@ -156,6 +171,22 @@ mod tests {
             // Version 4 (the default) reads the older streams the same way.
             assert_eq!(run_on(name, DecodeFormat::Jsonl, 4), text, "{name}");
         }
+    }
+
+    #[test]
+    fn debezium_envelopes() {
+        let text = run_on("pgoutput-v1-text.bin", DecodeFormat::Debezium, 1);
+        let values: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let first = values.first().unwrap();
+        assert_eq!(first["op"], "c", "{first}");
+        assert_eq!(first["source"]["connector"], "postgresql");
+        assert_eq!(first["source"]["table"], "t_default");
+        assert_eq!(first["after"]["id"], 1);
+        assert!(values.iter().any(|v| v["op"] == "u"));
+        assert!(values.iter().any(|v| v["op"] == "d"));
     }
 
     #[test]
@@ -213,6 +244,8 @@ mod tests {
             format: DecodeFormat::Count,
             proto_version: 1,
             parallel: false,
+            debezium_server: "walstream".into(),
+            debezium_database: "postgres".into(),
         };
         let err = decode(cut, &args, &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("corrupt capture"), "{err}");

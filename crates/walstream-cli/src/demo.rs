@@ -252,7 +252,7 @@ async fn stream_demo(
         DemoFormat::Jsonl => Format::Jsonl,
     };
     let sink = Sink::Render {
-        renderer: Renderer::new(format),
+        renderer: Box::new(Renderer::new(format)),
         out: Output::open(None)?,
     };
     let limits = Limits {

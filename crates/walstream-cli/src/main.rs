@@ -2,7 +2,7 @@
 //!
 //! Subcommands: `demo` (a throwaway server with changes streamed live), `tail` (a logical slot
 //! to stdout or a file), `slot` (create, drop, list, read, alter), `record` and `decode`
-//! (capture files), `verifybackup`. See docs/cli.md in the repository.
+//! (capture files), `verifybackup` (a base backup against its manifest). See docs/cli.md in the repository.
 #![forbid(unsafe_code)]
 #![deny(
     clippy::cast_possible_truncation,
@@ -19,6 +19,7 @@ mod output;
 mod slot;
 mod stream;
 mod tail;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,7 @@ Examples:
   walstream tail -d 'host=db user=rep dbname=app' --slot s1 --publication p1 --create-slot
   walstream slot list -d 'host=db user=rep dbname=app'
   walstream decode changes.cap --format pretty
+  walstream verifybackup /backups/b1
 
 Exit codes: 0 success, 1 other failure, 2 usage, 3 connection, 4 authentication, 5 server error.
 Logging: -v (info), -vv (debug), -vvv (trace), -q (errors only); RUST_LOG overrides.")]
@@ -61,6 +63,8 @@ enum Command {
     Record(tail::RecordArgs),
     /// Decode a capture file offline (no server needed).
     Decode(decode::DecodeArgs),
+    /// Verify a plain-format base backup against its backup_manifest.
+    Verifybackup(verify::VerifyArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
     let result: Result<(), CliError> = match &cli.command {
         Command::Decode(args) => decode::run(args),
         Command::Demo(args) => block_on(demo::run(args)),
+        Command::Verifybackup(args) => verify::run(args),
         Command::Tail(args) => block_on(tail::tail(args)),
         Command::Record(args) => block_on(tail::record(args)),
         Command::Slot(args) => block_on(slot::run(args)),

@@ -20,6 +20,8 @@ pub(crate) enum Format {
     None,
     /// Event counts by kind and table, printed at the end.
     Count,
+    /// Debezium change-event values, one JSON object per line (see docs/debezium.md).
+    Debezium,
 }
 
 /// Rows shown per transaction by the pretty format before it abbreviates.
@@ -36,6 +38,7 @@ pub(crate) struct Renderer {
     kinds: BTreeMap<&'static str, u64>,
     tables: BTreeMap<String, u64>,
     events: u64,
+    debezium: Option<walstream::DebeziumEncoder>,
 }
 
 impl Renderer {
@@ -47,7 +50,17 @@ impl Renderer {
             kinds: BTreeMap::new(),
             tables: BTreeMap::new(),
             events: 0,
+            debezium: None,
         }
+    }
+
+    /// A renderer of Debezium change events for logical server `server` and `database`.
+    pub(crate) fn debezium(server: &str, database: &str) -> Self {
+        let mut r = Self::new(Format::Debezium);
+        r.debezium = Some(walstream::DebeziumEncoder::new(
+            walstream::DebeziumOptions::new(server, database),
+        ));
+        r
     }
 
     /// Number of events rendered so far.
@@ -74,6 +87,21 @@ impl Renderer {
                 }
                 None
             }
+            Format::Debezium => match &mut self.debezium {
+                Some(enc) => {
+                    let records = enc
+                        .encode(ev)
+                        .map_err(|e| CliError::other(format!("cannot render an event: {e}")))?;
+                    let mut text = String::new();
+                    for r in records {
+                        text.push_str(&r.value);
+                        text.push('\n');
+                    }
+                    text.pop();
+                    (!text.is_empty()).then_some(text)
+                }
+                None => None,
+            },
             Format::Raw | Format::None => None,
         };
         if let Some(mut line) = line {

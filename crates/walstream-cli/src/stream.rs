@@ -277,7 +277,10 @@ impl Write for Output {
 #[derive(Debug)]
 pub(crate) enum Sink {
     /// Render events.
-    Render { renderer: Renderer, out: Output },
+    Render {
+        renderer: Box<Renderer>,
+        out: Output,
+    },
     /// Write every replication message to a capture file.
     Capture { writer: CaptureWriter<Output> },
 }

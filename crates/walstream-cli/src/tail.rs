@@ -27,10 +27,14 @@ pub(crate) struct TailArgs {
     /// Output file (appended to; default standard output).
     #[arg(short = 'o', long, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
-    /// Output format: jsonl (one JSON object per event, docs/jsonl.md), pretty (readable),
-    /// raw (one line per pgoutput message: LSN and hex bytes), none (acknowledge only).
+    /// Output format: jsonl (one JSON object per event, docs/jsonl.md), debezium (Debezium
+    /// change-event values, docs/debezium.md), pretty (readable), raw (one line per pgoutput
+    /// message: LSN and hex bytes), none (acknowledge only).
     #[arg(short = 'f', long, value_enum, default_value_t = TailFormat::Jsonl)]
     pub(crate) format: TailFormat,
+    /// Debezium: the logical server name (`source.name`, topic prefix).
+    #[arg(long, value_name = "NAME", default_value = "walstream")]
+    pub(crate) debezium_server: String,
 }
 
 /// Formats `tail` supports.
@@ -38,6 +42,8 @@ pub(crate) struct TailArgs {
 pub(crate) enum TailFormat {
     /// One JSON object per event.
     Jsonl,
+    /// Debezium change-event values.
+    Debezium,
     /// Readable lines.
     Pretty,
     /// LSN and hex bytes of each pgoutput message.
@@ -50,6 +56,7 @@ impl From<TailFormat> for Format {
     fn from(f: TailFormat) -> Self {
         match f {
             TailFormat::Jsonl => Self::Jsonl,
+            TailFormat::Debezium => Self::Debezium,
             TailFormat::Pretty => Self::Pretty,
             TailFormat::Raw => Self::Raw,
             TailFormat::None => Self::None,
@@ -88,8 +95,18 @@ pub(crate) async fn tail(args: &TailArgs) -> Result<(), CliError> {
     let client =
         crate::conn::connect(args.stream.conninfo.as_deref(), ReplicationMode::Logical).await?;
     let opened = stream::open(&args.stream, client).await?;
+    let renderer = if args.format == TailFormat::Debezium {
+        let config =
+            crate::conn::config(args.stream.conninfo.as_deref(), ReplicationMode::Logical)?;
+        let db = config
+            .effective_dbname()
+            .unwrap_or_else(|| "postgres".to_owned());
+        Renderer::debezium(&args.debezium_server, &db)
+    } else {
+        Renderer::new(args.format.into())
+    };
     let sink = Sink::Render {
-        renderer: Renderer::new(args.format.into()),
+        renderer: Box::new(renderer),
         out,
     };
     let summary = stream::run(opened, sink, &limits(&args.stream), shutdown).await?;

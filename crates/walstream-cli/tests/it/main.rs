@@ -3,6 +3,7 @@
 mod demo;
 mod errors;
 mod tail;
+mod verify;
 
 use std::path::Path;
 use std::process::{Command, Output};
