@@ -4,6 +4,7 @@
 mod backup;
 mod config;
 mod connect;
+mod fake_server;
 mod replication;
 
 use std::future::Future;
