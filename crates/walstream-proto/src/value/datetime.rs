@@ -707,7 +707,11 @@ mod tests {
             for tz in [false, true] {
                 let mut s = String::new();
                 fmt_timestamp(PgTimestamp(raw), tz, &mut s).unwrap();
-                assert_eq!(parse_timestamp(s.as_bytes(), tz).unwrap(), PgTimestamp(raw), "{s}");
+                assert_eq!(
+                    parse_timestamp(s.as_bytes(), tz).unwrap(),
+                    PgTimestamp(raw),
+                    "{s}"
+                );
             }
         }
         assert!(parse_timestamp(b"300000-01-01 00:00:00", false).is_err());
