@@ -393,6 +393,8 @@ impl Client {
         settings.tls = tls_request;
         settings.channel_binding = config.channel_binding();
         settings.require_auth = *config.require_auth();
+        settings.protocol_version = config.max_protocol_version();
+        settings.min_protocol_version = config.min_protocol_version();
         let mut conn = Connection::new(settings)?;
         conn.set_deadline(deadline.map(Instant::into_std));
         let mut client = Self {
@@ -485,6 +487,12 @@ impl Client {
         let v = self.parameter("server_version")?;
         let digits: String = v.chars().take_while(char::is_ascii_digit).collect();
         digits.parse().ok()
+    }
+
+    /// The protocol version in use: `max_protocol_version` (3.0 by default) unless the
+    /// server negotiated down. With 3.2 (PostgreSQL 18) the cancel key is longer.
+    pub fn protocol_version(&self) -> walstream_proto::ProtocolVersion {
+        self.conn.protocol_version()
     }
 
     /// True when the connection is encrypted with TLS.
@@ -725,5 +733,45 @@ impl Client {
         self.conn.close();
         let _ = self.flush().await;
         let _ = self.io.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use walstream_proto::ProtocolVersion;
+
+    use super::*;
+    use crate::test_server::{hello, serve};
+
+    #[test]
+    fn protocol_3_2_cancel_request_carries_the_long_key() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let key: Bytes = (0u8..32).collect::<Vec<u8>>().into();
+            let mut server = serve(hello("18.0", key.clone()), Vec::new()).await;
+            let mut config = server.config.clone();
+            config.param("max_protocol_version", "3.2").unwrap();
+            let client = Client::connect(&config).await.unwrap();
+            let startup = (&mut server.startup).await.unwrap();
+            assert_eq!(startup.get(4..8), Some(&[0, 3, 0, 2][..]), "3.2 requested");
+            assert_eq!(client.protocol_version(), ProtocolVersion::V3_2);
+
+            client
+                .cancel_token(&config)
+                .unwrap()
+                .cancel()
+                .await
+                .unwrap();
+            let request = server.later.recv().await.unwrap();
+            // Int32 length, Int32 80877102, Int32 process id, then the whole key.
+            assert_eq!(request.len(), 12 + 32);
+            assert_eq!(request.get(..4), Some(&44u32.to_be_bytes()[..]));
+            assert_eq!(request.get(4..8), Some(&80_877_102u32.to_be_bytes()[..]));
+            assert_eq!(request.get(8..12), Some(&7u32.to_be_bytes()[..]));
+            assert_eq!(request.get(12..), Some(&key[..]));
+        });
     }
 }

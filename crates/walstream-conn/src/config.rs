@@ -13,6 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use walstream_auth::{ChannelBindingPolicy, Password};
+use walstream_proto::ProtocolVersion;
 
 use crate::pgpass::{PassFile, PassFileWarning};
 
@@ -141,6 +142,8 @@ const KEYWORDS: &[(&str, Option<&str>)] = &[
     ("client_encoding", Some("PGCLIENTENCODING")),
     ("gssencmode", Some("PGGSSENCMODE")),
     ("krbsrvname", Some("PGKRBSRVNAME")),
+    ("min_protocol_version", Some("PGMINPROTOCOLVERSION")),
+    ("max_protocol_version", Some("PGMAXPROTOCOLVERSION")),
 ];
 
 /// libpq keywords walstream refuses, with the reason.
@@ -390,6 +393,8 @@ pub struct Config {
     client_encoding: Option<String>,
     gss_enc_mode: Option<GssEncMode>,
     krbsrvname: Option<String>,
+    min_protocol_version: Option<ProtocolVersion>,
+    max_protocol_version: Option<ProtocolVersion>,
 }
 
 impl FromStr for Config {
@@ -623,6 +628,18 @@ impl Config {
                 });
             }
             "krbsrvname" => self.krbsrvname = string(),
+            "min_protocol_version" => {
+                self.min_protocol_version = Some(
+                    parse_protocol_version(value)
+                        .ok_or_else(|| invalid("expected 3.0, 3.2 or latest"))?,
+                );
+            }
+            "max_protocol_version" => {
+                self.max_protocol_version = Some(
+                    parse_protocol_version(value)
+                        .ok_or_else(|| invalid("expected 3.0, 3.2 or latest"))?,
+                );
+            }
             _ => {
                 return Err(match UNSUPPORTED.iter().find(|(k, _)| *k == key) {
                     Some(&(k, reason)) => ConfigError::Unsupported {
@@ -673,6 +690,8 @@ impl Config {
             "client_encoding" => self.client_encoding.is_some(),
             "gssencmode" => self.gss_enc_mode.is_some(),
             "krbsrvname" => self.krbsrvname.is_some(),
+            "min_protocol_version" => self.min_protocol_version.is_some(),
+            "max_protocol_version" => self.max_protocol_version.is_some(),
             _ => false,
         }
     }
@@ -976,6 +995,36 @@ impl Config {
         &self.ssl
     }
 
+    /// `min_protocol_version`: the oldest protocol version the connection accepts when
+    /// the server negotiates down (default 3.0).
+    #[must_use]
+    pub fn min_protocol_version(&self) -> ProtocolVersion {
+        self.min_protocol_version.unwrap_or(ProtocolVersion::V3_0)
+    }
+
+    /// `max_protocol_version`: the protocol version requested in the startup message.
+    /// Defaults to 3.0 like libpq 18, or to `min_protocol_version` when that is newer.
+    /// Protocol 3.2 (PostgreSQL 18) brings longer cancel keys; older servers answer a 3.2
+    /// request with `NegotiateProtocolVersion` and the connection continues with 3.0.
+    #[must_use]
+    pub fn max_protocol_version(&self) -> ProtocolVersion {
+        self.max_protocol_version
+            .unwrap_or(ProtocolVersion::V3_0)
+            .max(self.min_protocol_version())
+    }
+
+    /// Sets `min_protocol_version`.
+    pub fn set_min_protocol_version(&mut self, version: ProtocolVersion) -> &mut Self {
+        self.min_protocol_version = Some(version);
+        self
+    }
+
+    /// Sets `max_protocol_version`.
+    pub fn set_max_protocol_version(&mut self, version: ProtocolVersion) -> &mut Self {
+        self.max_protocol_version = Some(version);
+        self
+    }
+
     /// `channel_binding` (default `prefer`).
     #[must_use]
     pub fn channel_binding(&self) -> ChannelBindingPolicy {
@@ -1031,6 +1080,13 @@ impl Config {
     /// [`ConfigError::Conflict`] describing the first problem.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_lists()?;
+        if let (Some(min), Some(max)) = (self.min_protocol_version, self.max_protocol_version) {
+            if min > max {
+                return Err(ConfigError::Conflict {
+                    reason: "min_protocol_version is greater than max_protocol_version".into(),
+                });
+            }
+        }
         if self.ssl.negotiation() == SslNegotiation::Direct
             && matches!(
                 self.ssl.mode(),
@@ -1227,6 +1283,15 @@ fn duration_secs(d: Duration) -> i32 {
 
 fn parse_ssl_mode(value: &str) -> Option<SslMode> {
     value.parse().ok()
+}
+
+/// `3.0`, `3.2` or `latest` (3.2), as libpq 18 accepts them.
+fn parse_protocol_version(value: &str) -> Option<ProtocolVersion> {
+    match value {
+        "3.0" => Some(ProtocolVersion::V3_0),
+        "3.2" | "latest" => Some(ProtocolVersion::V3_2),
+        _ => None,
+    }
 }
 
 fn parse_ssl_negotiation(value: &str) -> Option<SslNegotiation> {

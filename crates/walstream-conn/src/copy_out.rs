@@ -302,24 +302,13 @@ mod tests {
     //! does not produce (PostgreSQL 14's one COPY per tablespace, result sets without
     //! `CommandComplete`), idle timeouts and errors in the middle of a COPY.
 
-    use bytes::BytesMut;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
     use walstream_proto::{
-        Authentication, BackendMessage, DataRow, ErrorFieldCode as C, ErrorFields,
-        FieldDescription, FormatCode, Oid, TransactionStatus,
+        BackendMessage, DataRow, ErrorFieldCode as C, ErrorFields, FieldDescription, FormatCode,
+        Oid,
     };
 
     use super::*;
-    use crate::config::Config;
-
-    fn encode(msgs: &[BackendMessage]) -> Vec<u8> {
-        let mut b = BytesMut::new();
-        for m in msgs {
-            m.encode(&mut b).unwrap();
-        }
-        b.to_vec()
-    }
+    use crate::test_server::{ready, scripted};
 
     fn field(name: &str) -> FieldDescription {
         FieldDescription {
@@ -350,60 +339,6 @@ mod tests {
 
     fn complete(tag: &str) -> BackendMessage {
         BackendMessage::CommandComplete(tag.into())
-    }
-
-    fn ready() -> BackendMessage {
-        BackendMessage::ReadyForQuery(TransactionStatus::IDLE)
-    }
-
-    /// Reads one length-prefixed message (after `tag_len` tag bytes).
-    async fn read_message(s: &mut TcpStream, tag_len: usize) -> Vec<u8> {
-        let mut head = vec![0u8; tag_len + 4];
-        s.read_exact(&mut head).await.unwrap();
-        let len_bytes: [u8; 4] = head[tag_len..].try_into().unwrap();
-        let len = usize::try_from(u32::from_be_bytes(len_bytes)).unwrap();
-        let mut body = vec![0u8; len - 4];
-        s.read_exact(&mut body).await.unwrap();
-        head.extend_from_slice(&body);
-        head
-    }
-
-    /// Starts a server that authenticates anyone, answers each query with the next script
-    /// and then keeps the socket open without sending; returns a connected client.
-    async fn scripted(scripts: Vec<Vec<BackendMessage>>) -> Client {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            read_message(&mut s, 0).await;
-            let hello = encode(&[
-                BackendMessage::Authentication(Authentication::Ok),
-                BackendMessage::ParameterStatus {
-                    name: "server_version".into(),
-                    value: "14.11".into(),
-                },
-                BackendMessage::BackendKeyData {
-                    process_id: 7,
-                    secret_key: Bytes::from_static(&[1, 2, 3, 4]),
-                },
-                ready(),
-            ]);
-            s.write_all(&hello).await.unwrap();
-            for script in scripts {
-                let q = read_message(&mut s, 1).await;
-                assert_eq!(q[0], b'Q');
-                s.write_all(&encode(&script)).await.unwrap();
-            }
-            // Stall (the client times out or goes away).
-            let mut sink = [0u8; 64];
-            while s.read(&mut sink).await.is_ok_and(|n| n > 0) {}
-        });
-        let config: Config = format!(
-            "host=127.0.0.1 port={port} user=u dbname=d sslmode=disable passfile=/nonexistent"
-        )
-        .parse()
-        .unwrap();
-        Client::connect(&config).await.unwrap()
     }
 
     async fn collect(s: &mut CopyOutStream<'_>) -> Result<Vec<String>, Error> {

@@ -41,6 +41,8 @@ pub mod machine;
 mod pgpass;
 mod replication;
 mod stream;
+#[cfg(test)]
+mod test_server;
 mod transport;
 
 pub use client::{CancelToken, Client, DEFAULT_COMMAND_TIMEOUT, ResultSet, Row};

@@ -419,6 +419,16 @@ fn every_keyword_valid_and_invalid_values() {
         ),
         ("gssencmode", &["disable", "prefer"], &["", "allow"]),
         ("krbsrvname", &["postgres"], &[]),
+        (
+            "min_protocol_version",
+            &["3.0", "3.2", "latest"],
+            &["", "3", "3.1", "3.3", "2.0", "Latest"],
+        ),
+        (
+            "max_protocol_version",
+            &["3.0", "3.2", "latest"],
+            &["", "3", "3.1", "3.3", "2.0", "Latest"],
+        ),
     ];
     for &(key, good, bad) in table {
         assert!(
@@ -1152,4 +1162,31 @@ fn session_attrs_verdicts_from_queries_and_parameter_status() {
         SessionRejection::ReadOnly.to_string(),
         "session is read-only"
     );
+}
+
+#[test]
+fn protocol_version_defaults_and_conflicts() {
+    use walstream_proto::ProtocolVersion as V;
+    let c = Config::new();
+    assert_eq!(
+        (c.min_protocol_version(), c.max_protocol_version()),
+        (V::V3_0, V::V3_0)
+    );
+    let c: Config = "max_protocol_version=latest".parse().unwrap();
+    assert_eq!(
+        (c.min_protocol_version(), c.max_protocol_version()),
+        (V::V3_0, V::V3_2)
+    );
+    // A newer minimum raises the requested version, like libpq 18.
+    let c: Config = "min_protocol_version=3.2".parse().unwrap();
+    assert_eq!(c.max_protocol_version(), V::V3_2);
+    c.validate().unwrap();
+    let c: Config = "min_protocol_version=3.2 max_protocol_version=3.0"
+        .parse()
+        .unwrap();
+    assert!(matches!(c.validate(), Err(ConfigError::Conflict { .. })));
+    // From the environment.
+    let c =
+        Config::new().with_env_from(|k| (k == "PGMAXPROTOCOLVERSION").then(|| "3.2".to_owned()));
+    assert_eq!(c.unwrap().max_protocol_version(), V::V3_2);
 }

@@ -66,11 +66,17 @@ pub struct StartupSettings {
     pub require_auth: RequireAuth,
     /// The largest backend message body accepted.
     pub max_message_size: usize,
+    /// The protocol version requested in the startup message (`max_protocol_version`).
+    pub protocol_version: ProtocolVersion,
+    /// The oldest version accepted when the server negotiates down
+    /// (`min_protocol_version`).
+    pub min_protocol_version: ProtocolVersion,
 }
 
 impl StartupSettings {
     /// Settings with the given startup parameters, no password, no TLS, channel binding
-    /// `prefer`, every authentication method allowed and the default message size limit.
+    /// `prefer`, every authentication method allowed, the default message size limit and
+    /// protocol 3.0.
     pub fn new(params: Vec<(String, String)>) -> Self {
         Self {
             params,
@@ -79,6 +85,8 @@ impl StartupSettings {
             channel_binding: ChannelBindingPolicy::Prefer,
             require_auth: RequireAuth::ANY,
             max_message_size: Framer::DEFAULT_MAX_MESSAGE_SIZE,
+            protocol_version: ProtocolVersion::V3_0,
+            min_protocol_version: ProtocolVersion::V3_0,
         }
     }
 
@@ -90,7 +98,8 @@ impl StartupSettings {
     }
 }
 
-/// The process id and secret key a cancel request needs.
+/// The process id and secret key a cancel request needs (4 bytes of key in protocol 3.0,
+/// up to 256 in 3.2).
 #[derive(Clone, PartialEq, Eq)]
 pub struct BackendKey {
     /// Backend process id.
@@ -198,6 +207,10 @@ pub struct Connection {
     server_copy_done: bool,
     /// In COPY BOTH: the client has sent CopyDone.
     client_copy_done: bool,
+    /// The protocol version in use: the requested one until the server negotiates down.
+    protocol: ProtocolVersion,
+    /// The server sent `NegotiateProtocolVersion` (it may do so once).
+    negotiated: bool,
 }
 
 impl Connection {
@@ -219,6 +232,8 @@ impl Connection {
             deadline: None,
             server_copy_done: false,
             client_copy_done: false,
+            protocol: settings.protocol_version,
+            negotiated: false,
             settings,
         };
         match conn.settings.tls {
@@ -266,9 +281,10 @@ impl Connection {
         self.backend_key.as_ref()
     }
 
-    /// The protocol version in use (always 3.0: 3.2's longer cancel keys are not needed).
+    /// The protocol version in use: the one requested
+    /// ([`StartupSettings::protocol_version`]) unless the server negotiated down.
     pub fn protocol_version(&self) -> ProtocolVersion {
-        ProtocolVersion::V3_0
+        self.protocol
     }
 
     /// The authentication method the server used, once authenticated.
@@ -455,7 +471,7 @@ impl Connection {
     }
 
     fn send_startup(&mut self) -> Result<(), Error> {
-        let mut msg = StartupMessage::new(ProtocolVersion::V3_0);
+        let mut msg = StartupMessage::new(self.settings.protocol_version);
         for (k, v) in &self.settings.params {
             msg = msg.param(k.clone(), v.clone());
         }
@@ -607,21 +623,69 @@ impl Connection {
                 }
                 Ok(())
             }
-            BackendMessage::NegotiateProtocolVersion { newest_minor, .. } => {
-                // We request 3.0 without protocol options, so the server can only confirm 3.0
-                // (it may not offer a newer minor than requested).
-                if newest_minor != 0 {
-                    return Err(Error::protocol(
-                        "NegotiateProtocolVersion offered a newer minor version than requested",
-                    ));
-                }
-                Ok(())
-            }
+            BackendMessage::NegotiateProtocolVersion {
+                newest_minor,
+                unrecognized_options,
+            } => self.negotiate(newest_minor, &unrecognized_options),
             BackendMessage::ErrorResponse(f) => {
                 Err(Error::db(DbError::from_fields(&f)).context("server rejected the connection"))
             }
             other => Err(unexpected(&other, "during authentication")),
         }
+    }
+
+    /// The server does not support the requested version: it names the newest version it
+    /// supports for major 3.
+    fn negotiate(&mut self, newest_minor: u32, unrecognized: &[String]) -> Result<(), Error> {
+        if self.negotiated {
+            return Err(Error::protocol("NegotiateProtocolVersion was sent twice"));
+        }
+        self.negotiated = true;
+        if let Some(option) = unrecognized.first() {
+            return Err(Error::protocol(format!(
+                "NegotiateProtocolVersion names protocol option {option:?}, which was not sent"
+            )));
+        }
+        let requested = self.settings.protocol_version;
+        // The documentation calls the field the newest minor version, but servers send the
+        // whole version number (`PG_PROTOCOL_LATEST`, 0x0003_0000 for 3.0) and libpq reads
+        // it so; accept both spellings, they cannot be confused.
+        let minor = match newest_minor >> 16 {
+            0 | 3 => u16::try_from(newest_minor & 0xffff).ok(),
+            _ => None,
+        };
+        let offered = minor
+            .map(|minor| ProtocolVersion(0x0003_0000 | u32::from(minor)))
+            .filter(|v| *v < requested)
+            .ok_or_else(|| {
+                Error::protocol(format!(
+                    "NegotiateProtocolVersion offered version 0x{newest_minor:08x}, not older \
+                     than the requested {}.{}",
+                    requested.major(),
+                    requested.minor()
+                ))
+            })?;
+        if offered.minor() == 1 {
+            return Err(Error::protocol(
+                "NegotiateProtocolVersion offered protocol 3.1, which does not exist",
+            ));
+        }
+        let min = self.settings.min_protocol_version;
+        if offered < min {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "server only supports protocol version {}.{}, but min_protocol_version is \
+                     {}.{}",
+                    offered.major(),
+                    offered.minor(),
+                    min.major(),
+                    min.minor()
+                ),
+            ));
+        }
+        self.protocol = offered;
+        Ok(())
     }
 
     fn handle_awaiting_ready(&mut self, msg: BackendMessage) -> Result<(), Error> {
@@ -630,6 +694,20 @@ impl Connection {
                 process_id,
                 secret_key,
             } => {
+                // 3.0 keys are 4 bytes; 3.2 allows 4 to 256 (the framer enforces the top).
+                let len = secret_key.len();
+                let ok = if self.protocol >= ProtocolVersion::V3_2 {
+                    (4..=walstream_proto::MAX_SECRET_KEY_LEN).contains(&len)
+                } else {
+                    len == 4
+                };
+                if !ok {
+                    return Err(Error::protocol(format!(
+                        "BackendKeyData with a {len}-byte cancel key is invalid in protocol {}.{}",
+                        self.protocol.major(),
+                        self.protocol.minor()
+                    )));
+                }
                 self.backend_key = Some(BackendKey {
                     process_id,
                     secret_key,

@@ -235,3 +235,55 @@ fn host_list_unix_socket_and_cancel() {
         });
     });
 }
+
+#[test]
+fn protocol_version_negotiation() {
+    use walstream_proto::ProtocolVersion;
+    for_each_server(|install| {
+        let cluster = Cluster::start(install, ClusterOptions::new()).unwrap();
+        let major = cluster.major();
+        let base = format!("{} sslmode=disable", cluster.conninfo(Role::Scram));
+        // The default is 3.0, like libpq 18.
+        let c = connect(&base).unwrap();
+        assert_eq!(c.protocol_version(), ProtocolVersion::V3_0);
+        // Asking for 3.2: servers before 18 answer NegotiateProtocolVersion and the
+        // connection continues with 3.0.
+        let mut c = connect(&format!("{base} max_protocol_version=latest"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
+        let newest = if major >= 18 {
+            ProtocolVersion::V3_2
+        } else {
+            ProtocolVersion::V3_0
+        };
+        assert_eq!(c.protocol_version(), newest);
+        assert_eq!(
+            run(c.simple_query("SELECT 1")).unwrap()[0].get(0),
+            Some("1")
+        );
+        // Requiring 3.2 fails clearly on older servers.
+        let required = connect(&format!("{base} min_protocol_version=3.2"));
+        if !skip_unless(
+            major >= 18,
+            "protocol 3.2 (long cancel keys) needs PostgreSQL 18; negotiation down to 3.0 was tested",
+        ) {
+            let e = required.map(|_| ()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+            return;
+        }
+        let c = required.unwrap();
+        assert_eq!(c.protocol_version(), ProtocolVersion::V3_2);
+        // Cancel with the long key.
+        let cfg = crate::config(&format!("{base} max_protocol_version=3.2"));
+        run(async {
+            let mut c = walstream_conn::Client::connect(&cfg).await.unwrap();
+            let token = c.cancel_token(&cfg).unwrap();
+            let canceller = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                token.cancel().await
+            });
+            let e = c.simple_query("SELECT pg_sleep(20)").await.unwrap_err();
+            assert_eq!(e.code(), Some(SqlState::QUERY_CANCELED), "{e}");
+            canceller.await.unwrap().unwrap();
+        });
+    });
+}
