@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use walstream_test_support::{Cluster, ClusterOptions, Error, for_each_server, servers, wait_for};
+use walstream_test_support::{
+    Cluster, ClusterOptions, Error, Role, for_each_server, servers, wait_for,
+};
 
 #[test]
 fn servers_are_configured_and_versions_parsed() {
@@ -220,4 +222,92 @@ fn a_panicking_test_still_stops_and_removes_its_cluster() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "server on port {port} still accepts connections"
     );
+}
+
+/// Runs one test of this binary in a child process with `WALSTREAM_PG_BINDIRS` set to `value`.
+fn child_with_bindirs(value: &str) -> (bool, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cluster::servers_are_configured_and_versions_parsed",
+            "--nocapture",
+        ])
+        .env("WALSTREAM_PG_BINDIRS", value)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_missing_server_fails_loudly_with_install_instructions() {
+    let (ok, text) = child_with_bindirs("/nonexistent/bin");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("WALSTREAM_PG_BINDIRS entry `/nonexistent/bin` is unusable"),
+        "{text}"
+    );
+    let (ok, text) = child_with_bindirs(" , ");
+    assert!(!ok, "{text}");
+    assert!(text.contains("set but empty"), "{text}");
+    assert!(text.contains("apt-get install postgresql-15"), "{text}");
+    assert!(text.contains("bash .ci/run"), "{text}");
+}
+
+#[test]
+fn physical_walsender_shows_up_and_can_be_terminated() {
+    for_each_server(|install| {
+        let c = Cluster::start(install, ClusterOptions::new()).unwrap();
+        c.execute("SELECT pg_create_physical_replication_slot('phys', true)")
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut receiver = std::process::Command::new(install.bin("pg_receivewal"))
+            .arg("-d")
+            .arg(format!(
+                "{} application_name=ws_receiver",
+                c.socket_conninfo(Role::Trust)
+            ))
+            .arg("-D")
+            .arg(dir.path())
+            .args(["--slot", "phys", "--no-loop", "--status-interval", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let sender = wait_for("pg_receivewal to stream", Duration::from_secs(30), || {
+            c.stat_replication()
+                .ok()?
+                .into_iter()
+                .find(|r| r.state == "streaming")
+        })
+        .unwrap();
+        assert_eq!(sender.application_name, "ws_receiver");
+        assert!(sender.sent_lsn.is_some());
+        let slot = wait_for("slot phys to be active", Duration::from_secs(10), || {
+            c.replication_slots()
+                .ok()?
+                .into_iter()
+                .find(|s| s.slot_name == "phys" && s.active)
+        })
+        .unwrap();
+        assert_eq!(slot.slot_type, "physical");
+        assert_eq!(slot.active_pid, Some(sender.pid));
+        assert!(slot.plugin.is_none() && slot.database.is_none());
+        assert!(slot.restart_lsn.is_some());
+
+        assert_eq!(c.terminate_walsenders().unwrap(), 1);
+        let status = receiver.wait().unwrap();
+        assert!(
+            !status.success(),
+            "pg_receivewal --no-loop exits with an error when cut off"
+        );
+        wait_for("the walsender to go away", Duration::from_secs(10), || {
+            c.stat_replication().ok()?.is_empty().then_some(())
+        })
+        .unwrap();
+    });
 }
