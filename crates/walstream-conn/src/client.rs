@@ -230,6 +230,22 @@ impl CancelToken {
     }
 }
 
+/// Logs a server notice at the level its severity calls for (`WARNING` as a warning,
+/// `DEBUG*` as debug, the rest as info).
+fn log_notice(n: &DbError) {
+    let severity = n.severity_nonlocalized().unwrap_or(n.severity());
+    let code = n.code();
+    let (detail, hint) = (n.detail(), n.hint());
+    let message = n.message();
+    if severity == "WARNING" {
+        tracing::warn!(%severity, %code, detail, hint, "server notice: {message}");
+    } else if severity.starts_with("DEBUG") {
+        tracing::debug!(%severity, %code, detail, hint, "server notice: {message}");
+    } else {
+        tracing::info!(%severity, %code, detail, hint, "server notice: {message}");
+    }
+}
+
 fn io_err(e: std::io::Error) -> Error {
     Error::with_source(ErrorKind::Io, "I/O error on the connection", e)
 }
@@ -316,6 +332,12 @@ impl Client {
                     Ok(c) => return Ok(c),
                     Err(e) => {
                         let stop = is_final(&e);
+                        tracing::debug!(
+                            server = %transport::describe(target),
+                            error = %e,
+                            gives_up = stop,
+                            "connection attempt failed"
+                        );
                         last_err = Some(e);
                         if stop {
                             break;
@@ -389,7 +411,15 @@ impl Client {
             }),
         };
         let mut settings = StartupSettings::new(config.startup_params());
-        settings.password = config.password_for(target);
+        let lookup = config.lookup_password(target);
+        if let Some(warning) = &lookup.warning {
+            // The path and the reason only: the file's contents are never logged.
+            tracing::warn!(%warning, "ignoring the password file");
+        }
+        if let Some((_, source)) = &lookup.password {
+            tracing::debug!(?source, "using a password");
+        }
+        settings.password = lookup.password.map(|(p, _)| p);
         settings.tls = tls_request;
         settings.channel_binding = config.channel_binding();
         settings.require_auth = *config.require_auth();
@@ -409,6 +439,7 @@ impl Client {
             idle_timeout: None,
         };
         let where_ = transport::describe(target);
+        tracing::debug!(server = %where_, tls = ?tls_request, "connecting");
         loop {
             match client
                 .next_event(None)
@@ -432,6 +463,12 @@ impl Client {
                     client.conn.tls_established(hash)?;
                 }
                 Some(Event::Connected) => break,
+                Some(Event::Authenticated(method)) => {
+                    tracing::debug!(server = %where_, ?method, "authenticated");
+                }
+                Some(Event::TlsDeclined) => {
+                    tracing::debug!(server = %where_, "server declined TLS; continuing in plaintext");
+                }
                 Some(_) | None => {}
             }
         }
@@ -631,6 +668,7 @@ impl Client {
         loop {
             if let Some(ev) = self.conn.poll_event() {
                 if let Event::Notice(n) = &ev {
+                    log_notice(n);
                     if self.notices.len() >= MAX_KEPT_NOTICES {
                         self.notices.remove(0);
                     }
@@ -773,5 +811,124 @@ mod tests {
             assert_eq!(request.get(8..12), Some(&7u32.to_be_bytes()[..]));
             assert_eq!(request.get(12..), Some(&key[..]));
         });
+    }
+}
+
+#[cfg(test)]
+mod logging_tests {
+    use std::sync::{Arc, Mutex};
+
+    use walstream_proto::{BackendMessage, ErrorFieldCode as C, ErrorFields};
+
+    use super::*;
+    use crate::test_server::{hello, ready, serve};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// Runs `f` on a fresh runtime with every event of this thread captured as text.
+    fn logged(f: impl Future<Output = ()>) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(f);
+        });
+        captured.text()
+    }
+
+    fn notice(severity: &str, message: &str) -> BackendMessage {
+        BackendMessage::NoticeResponse(
+            ErrorFields::new()
+                .with(C::SEVERITY, severity.to_owned())
+                .with(C::SEVERITY_NONLOCALIZED, severity.to_owned())
+                .with(C::CODE, "01000")
+                .with(C::MESSAGE, message.to_owned()),
+        )
+    }
+
+    #[test]
+    fn notices_are_logged_by_severity() {
+        let logs = logged(async {
+            let script = vec![
+                notice("WARNING", "wal_level is too low"),
+                notice("NOTICE", "table exists, skipping"),
+                BackendMessage::CommandComplete("DO".into()),
+                ready(),
+            ];
+            let server = serve(
+                hello("15.6", Bytes::from_static(&[1, 2, 3, 4])),
+                vec![script],
+            )
+            .await;
+            let mut config = server.config.clone();
+            config.param("password", "hunter2-explicit").unwrap();
+            let mut c = Client::connect(&config).await.unwrap();
+            c.simple_query("DO $$ $$").await.unwrap();
+            assert_eq!(c.take_notices().len(), 2);
+        });
+        let warn = logs
+            .lines()
+            .find(|l| l.contains("wal_level is too low"))
+            .unwrap_or_else(|| panic!("{logs}"));
+        assert!(warn.contains("WARN") && warn.contains("01000"), "{warn}");
+        let info = logs
+            .lines()
+            .find(|l| l.contains("table exists"))
+            .unwrap_or_else(|| panic!("{logs}"));
+        assert!(info.contains("INFO"), "{info}");
+        assert!(logs.contains("connecting"), "{logs}");
+        assert!(!logs.contains("hunter2"), "{logs}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn insecure_password_file_is_logged_without_its_contents() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgpass");
+        std::fs::write(&path, "*:*:*:*:hunter2-file\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path_text = path.display().to_string();
+        let logs = logged(async move {
+            let server = serve(hello("15.6", Bytes::from_static(&[1, 2, 3, 4])), Vec::new()).await;
+            let mut config = server.config.clone();
+            config.param("passfile", &path_text).unwrap();
+            Client::connect(&config).await.unwrap();
+        });
+        let line = logs
+            .lines()
+            .find(|l| l.contains("ignoring the password file"))
+            .unwrap_or_else(|| panic!("{logs}"));
+        assert!(
+            line.contains("WARN") && line.contains("group or world access"),
+            "{line}"
+        );
+        assert!(line.contains(&path.display().to_string()), "{line}");
+        assert!(!logs.contains("hunter2"), "{logs}");
     }
 }
