@@ -212,3 +212,94 @@ fn stream_error_is_typed() {
         );
     });
 }
+
+#[test]
+fn physical_stream_ends_at_a_timeline_switch_with_the_next_timeline() {
+    for_each_server(|install| {
+        let cluster = Cluster::start(install, ClusterOptions::new()).unwrap();
+        cluster
+            .execute("CREATE TABLE before_switch AS SELECT g FROM generate_series(1, 100) g")
+            .unwrap();
+        let on_tl1 = Lsn(cluster.current_wal_lsn().unwrap());
+        // Restart the cluster as a standby of nobody and promote it: timeline 2 begins.
+        cluster.stop_fast().unwrap();
+        std::fs::write(cluster.data_dir().join("standby.signal"), b"").unwrap();
+        cluster.start_server().unwrap();
+        assert_eq!(cluster.psql("SELECT pg_promote()").unwrap().trim(), "t");
+        cluster
+            .execute("CREATE TABLE after_switch AS SELECT g FROM generate_series(1, 100) g")
+            .unwrap();
+
+        let mut c = connect(&repl(&cluster, "true"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", log_tail(&cluster)));
+        let sys = run(c.identify_system()).unwrap();
+        assert_eq!(sys.timeline, TimelineId(2));
+        let history = run(c.timeline_history(TimelineId(2))).unwrap();
+        assert_eq!(history.filename, "00000002.history");
+        // "1\t0/3000060\tno recovery target specified"
+        let text = String::from_utf8(history.content.to_vec()).unwrap();
+        let fields: Vec<&str> = text.lines().next().unwrap().split('\t').collect();
+        assert_eq!(fields[0], "1", "{text}");
+        let switch: Lsn = fields[1].parse().unwrap();
+        assert!(switch >= on_tl1, "{switch} {on_tl1}");
+
+        // Streaming timeline 1 from before the switch: WAL up to the switch point, then the
+        // server ends the COPY and names timeline 2 and where it starts.
+        let (client, next, last_end) = run(async {
+            let mut stream = c
+                .start_physical_replication(None, on_tl1, Some(TimelineId(1)))
+                .await
+                .unwrap();
+            let mut last_end = on_tl1;
+            let mut bytes = 0usize;
+            loop {
+                let msg = tokio::time::timeout(Duration::from_secs(20), stream.next_message())
+                    .await
+                    .expect("the stream must end at the switch point")
+                    .unwrap();
+                match msg {
+                    Some(ReplicationMessage::XLogData(x)) => {
+                        // Contiguous WAL from the requested position on.
+                        assert_eq!(x.wal_start, last_end);
+                        last_end = Lsn(x.wal_start.0 + x.data.len() as u64);
+                        bytes += x.data.len();
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            assert!(bytes > 0);
+            let (client, next) = stream.finish().await.unwrap();
+            (client, next, last_end)
+        });
+        let next = next.expect("a next timeline");
+        assert_eq!(next.timeline, TimelineId(2));
+        assert_eq!(next.start, switch);
+        assert!(
+            last_end >= switch,
+            "streamed to {last_end}, switch at {switch}"
+        );
+        // The connection is idle again: continue on the next timeline.
+        assert!(client.is_usable());
+        run(async {
+            let mut stream = client
+                .start_physical_replication(None, next.start, Some(next.timeline))
+                .await
+                .unwrap();
+            let first = loop {
+                match tokio::time::timeout(Duration::from_secs(20), stream.next_message())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                {
+                    Some(ReplicationMessage::XLogData(x)) => break x,
+                    Some(_) => {}
+                    None => panic!("timeline 2 ended"),
+                }
+            };
+            assert_eq!(first.wal_start, next.start);
+            let (_, none) = stream.finish().await.unwrap();
+            assert_eq!(none, None);
+        });
+    });
+}
