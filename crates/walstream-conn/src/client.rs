@@ -585,8 +585,7 @@ impl Client {
 
     /// Runs a simple query and returns one [`ResultSet`] per statement.
     pub async fn simple_query_sets(&mut self, sql: &str) -> Result<Vec<ResultSet>, Error> {
-        self.begin()?;
-        self.conn.send_query(sql)?;
+        self.start_query(sql)?;
         let mut sets = Vec::new();
         let mut current: Option<ResultSet> = None;
         let mut error = None;
@@ -634,8 +633,7 @@ impl Client {
     /// Sends `sql`, which must start COPY BOTH (`START_REPLICATION`), and returns once the
     /// server is streaming. The connection stays busy until the stream ends.
     pub(crate) async fn start_copy_both(&mut self, sql: &str) -> Result<CopyResponse, Error> {
-        self.begin()?;
-        self.conn.send_query(sql)?;
+        self.start_query(sql)?;
         let mut error = None;
         loop {
             let Some(ev) = self.next_event(None).await? else {
@@ -755,6 +753,18 @@ impl Client {
         Ok(())
     }
 
+    /// Starts a command: [`Client::begin`], then queues `sql`. A query that cannot be
+    /// encoded (an embedded NUL) fails without breaking the connection.
+    pub(crate) fn start_query(&mut self, sql: &str) -> Result<(), Error> {
+        self.begin()?;
+        let sent = self.conn.send_query(sql);
+        if sent.is_err() && self.conn.phase() == Phase::Idle {
+            // Nothing was queued: the connection is as it was.
+            self.end();
+        }
+        sent
+    }
+
     /// Marks the end of a command.
     pub(crate) fn end(&mut self) {
         self.busy = false;
@@ -810,6 +820,32 @@ mod tests {
             assert_eq!(request.get(4..8), Some(&80_877_102u32.to_be_bytes()[..]));
             assert_eq!(request.get(8..12), Some(&7u32.to_be_bytes()[..]));
             assert_eq!(request.get(12..), Some(&key[..]));
+        });
+    }
+
+    #[test]
+    fn a_query_with_a_nul_fails_without_breaking_the_connection() {
+        use walstream_proto::BackendMessage;
+
+        use crate::test_server::{ready, scripted};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let answer = vec![BackendMessage::CommandComplete("SELECT 0".into()), ready()];
+            let mut c = scripted(vec![answer]).await;
+            let e = c.simple_query("SELECT '\0'").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidState, "{e}");
+            let e = c
+                .copy_out("COPY t TO STDOUT \0")
+                .await
+                .map(|_| ())
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidState, "{e}");
+            assert!(c.is_usable());
+            let sets = c.simple_query_sets("SELECT").await.unwrap();
+            assert_eq!(sets[0].tag(), Some("SELECT 0"));
         });
     }
 }

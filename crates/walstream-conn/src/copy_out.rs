@@ -85,8 +85,7 @@ impl Client {
     /// `sql` cannot be sent, I/O errors while sending. The server's answer (including its
     /// errors) comes through [`CopyOutStream::next`].
     pub async fn copy_out(&mut self, sql: &str) -> Result<CopyOutStream<'_>, Error> {
-        self.begin()?;
-        self.core().send_query(sql)?;
+        self.start_query(sql)?;
         self.set_idle_timeout(Some(CopyOutStream::DEFAULT_IDLE_TIMEOUT));
         self.flush().await?;
         Ok(CopyOutStream {

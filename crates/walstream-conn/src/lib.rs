@@ -11,7 +11,17 @@
 //! and gives every control command a deadline. The replication commands
 //! ([`Client::identify_system`] and friends) build SQL text and parse result rows; the
 //! streaming phase is a [`ReplicationStream`] yielding walstream-proto's
-//! [`ReplicationMessage`](walstream_proto::ReplicationMessage)s.
+//! [`ReplicationMessage`](walstream_proto::ReplicationMessage)s. Commands that answer with
+//! result sets and COPY OUT phases — `BASE_BACKUP`, `COPY ... TO STDOUT` — are streamed
+//! item by item by a [`CopyOutStream`] ([`Client::base_backup`], [`Client::copy_out`]) with
+//! an idle timeout instead of a deadline.
+//!
+//! Protocol 3.0 is requested by default, like libpq 18; `max_protocol_version=3.2` asks
+//! PostgreSQL 18 for protocol 3.2 (longer cancel keys) and falls back to 3.0 when an older
+//! server answers `NegotiateProtocolVersion`.
+//!
+//! Server notices and ignored password files are logged through [`tracing`] (passwords
+//! never are); notices are also kept for [`Client::take_notices`].
 //!
 //! # Quick start
 //!
