@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use walstream_conn::{CopyOutItem, CopyOutStream, ErrorKind, ResultSet};
-use walstream_proto::{BaseBackupMessage, Lsn};
+use walstream_proto::{BaseBackupMessage, Lsn, SqlState};
 use walstream_test_support::{Cluster, ClusterOptions, Role, for_each_server};
 
 use crate::{connect, log_tail, run};
@@ -199,6 +199,44 @@ fn base_backup_errors_and_abandoned_streams() {
             read_backup(&mut stream, major).await
         });
         assert_eq!(seen.sets.len(), 4);
+    });
+}
+
+#[test]
+fn cancelled_base_backup_leaves_the_connection_usable() {
+    for_each_server(|install| {
+        let cluster = Cluster::start(install, ClusterOptions::new()).unwrap();
+        let cfg = crate::config(&physical(&cluster));
+        let major = cluster.major();
+        // Throttled to 32 kB/s, the backup would take minutes.
+        let command = if major >= 15 {
+            "BASE_BACKUP (LABEL 'slow', CHECKPOINT 'fast', WAIT false, MAX_RATE 32)"
+        } else {
+            "BASE_BACKUP LABEL 'slow' FAST NOWAIT MAX_RATE 32"
+        };
+        run(async {
+            let mut c = walstream_conn::Client::connect(&cfg).await.unwrap();
+            let token = c.cancel_token(&cfg).unwrap();
+            let mut s = c.base_backup(command).await.unwrap();
+            let mut chunks = 0;
+            let e = loop {
+                match s.next().await {
+                    Ok(Some(CopyOutItem::CopyData(_))) => {
+                        chunks += 1;
+                        if chunks == 1 {
+                            token.cancel().await.unwrap();
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("the backup finished despite the cancel"),
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(e.code(), Some(SqlState::QUERY_CANCELED), "{e}");
+            assert!(s.next().await.unwrap().is_none());
+            assert!(c.is_usable());
+            c.identify_system().await.unwrap();
+        });
     });
 }
 
