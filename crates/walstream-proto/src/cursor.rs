@@ -19,7 +19,11 @@ pub(crate) struct Cursor {
 impl Cursor {
     /// A cursor at the start of `buf`; `context` names the message in errors.
     pub(crate) fn new(buf: Bytes, context: &'static str) -> Self {
-        Self { buf, pos: 0, context }
+        Self {
+            buf,
+            pos: 0,
+            context,
+        }
     }
 
     /// Changes the context reported by later errors.
@@ -139,7 +143,10 @@ impl Cursor {
         let start = self.pos;
         let tail = self.buf.get(start..).unwrap_or_default();
         let Some(nul) = memchr::memchr(0, tail) else {
-            return Err(DecodeError::UnterminatedString { context: self.context, offset: start });
+            return Err(DecodeError::UnterminatedString {
+                context: self.context,
+                offset: start,
+            });
         };
         let out = self.buf.slice(start..start + nul);
         self.pos = start + nul + 1;
@@ -150,8 +157,10 @@ impl Cursor {
     pub(crate) fn cstr(&mut self) -> Result<String, DecodeError> {
         let start = self.pos;
         let raw = self.cstr_bytes()?;
-        String::from_utf8(raw.to_vec())
-            .map_err(|_| DecodeError::InvalidUtf8 { context: self.context, offset: start })
+        String::from_utf8(raw.to_vec()).map_err(|_| DecodeError::InvalidUtf8 {
+            context: self.context,
+            offset: start,
+        })
     }
 
     /// Fails with [`DecodeError::TrailingBytes`] unless every byte was read.
@@ -169,12 +178,20 @@ impl Cursor {
 
     /// An [`DecodeError::UnknownTag`] for `tag` read at `offset`.
     pub(crate) fn unknown_tag(&self, tag: u8, offset: usize) -> DecodeError {
-        DecodeError::UnknownTag { context: self.context, tag, offset }
+        DecodeError::UnknownTag {
+            context: self.context,
+            tag,
+            offset,
+        }
     }
 
     /// An [`DecodeError::InvalidValue`] at `offset`.
     pub(crate) fn invalid(&self, offset: usize, reason: &'static str) -> DecodeError {
-        DecodeError::InvalidValue { context: self.context, offset, reason }
+        DecodeError::InvalidValue {
+            context: self.context,
+            offset,
+            reason,
+        }
     }
 
     /// Converts a wire count (Int16/Int32) into `usize`, rejecting negatives, and checks that
@@ -206,8 +223,22 @@ mod tests {
         assert_eq!(c.u16().unwrap(), 1);
         assert_eq!(c.cstr().unwrap(), "abc");
         assert_eq!(c.offset(), 6);
-        assert!(matches!(c.finish(), Err(DecodeError::TrailingBytes { offset: 6, remaining: 1, .. })));
-        assert!(matches!(c.u32(), Err(DecodeError::UnexpectedEof { offset: 6, needed: 3, .. })));
+        assert!(matches!(
+            c.finish(),
+            Err(DecodeError::TrailingBytes {
+                offset: 6,
+                remaining: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            c.u32(),
+            Err(DecodeError::UnexpectedEof {
+                offset: 6,
+                needed: 3,
+                ..
+            })
+        ));
         assert_eq!(c.u8().unwrap(), 0xff);
         c.finish().unwrap();
     }
@@ -215,9 +246,15 @@ mod tests {
     #[test]
     fn unterminated_and_negative_lengths() {
         let mut c = Cursor::new(Bytes::from_static(b"abc"), "s");
-        assert!(matches!(c.cstr(), Err(DecodeError::UnterminatedString { offset: 0, .. })));
+        assert!(matches!(
+            c.cstr(),
+            Err(DecodeError::UnterminatedString { offset: 0, .. })
+        ));
         let mut c = Cursor::new(Bytes::from_static(b"\xff\xff\xff\xfe"), "l");
-        assert!(matches!(c.len_prefixed(), Err(DecodeError::InvalidLength { length: -2, .. })));
+        assert!(matches!(
+            c.len_prefixed(),
+            Err(DecodeError::InvalidLength { length: -2, .. })
+        ));
         let c = Cursor::new(Bytes::from_static(b"\0\0"), "n");
         assert!(c.count(1_000_000, 1, 0).is_err());
         assert_eq!(c.count(2, 1, 0).unwrap(), 2);

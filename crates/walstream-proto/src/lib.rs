@@ -37,7 +37,9 @@ pub use replication::{
     BaseBackupMessage, HotStandbyFeedback, PrimaryKeepalive, ReplicationMessage, ReplicationTag,
     StandbyMessage, StandbyStatusUpdate, XLogData,
 };
-pub use types::{Lsn, Oid, ParseLsnError, ParseSqlStateError, PgTimestamp, SqlState, TimelineId, Xid};
+pub use types::{
+    Lsn, Oid, ParseLsnError, ParseSqlStateError, PgTimestamp, SqlState, TimelineId, Xid,
+};
 pub use value::{
     ArrayDim, MacAddr, MacAddr8, NoTypes, PgArray, PgBit, PgDate, PgInet, PgInterval, PgMoney,
     PgMultirange, PgNumeric, PgRange, PgText, PgTime, PgTimeTz, PgUuid, RangeBound, TypeKind,

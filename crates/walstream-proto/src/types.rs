@@ -40,17 +40,23 @@ impl Lsn {
     ///
     /// Returns `None` unless `segment_size` is a power of two.
     pub fn segment_number(self, segment_size: u64) -> Option<u64> {
-        segment_size.is_power_of_two().then(|| self.0 / segment_size)
+        segment_size
+            .is_power_of_two()
+            .then(|| self.0 / segment_size)
     }
 
     /// The offset of this LSN inside its WAL segment.
     pub fn segment_offset(self, segment_size: u64) -> Option<u64> {
-        segment_size.is_power_of_two().then(|| self.0 % segment_size)
+        segment_size
+            .is_power_of_two()
+            .then(|| self.0 % segment_size)
     }
 
     /// The first LSN of the segment holding this LSN.
     pub fn segment_start(self, segment_size: u64) -> Option<Self> {
-        segment_size.is_power_of_two().then(|| Self(self.0 - self.0 % segment_size))
+        segment_size
+            .is_power_of_two()
+            .then(|| Self(self.0 - self.0 % segment_size))
     }
 
     /// The WAL file name (24 hex digits) of the segment holding this LSN on `timeline`, as
@@ -61,7 +67,12 @@ impl Lsn {
         if per_id == 0 {
             return None;
         }
-        Some(format!("{:08X}{:08X}{:08X}", timeline.0, seg / per_id, seg % per_id))
+        Some(format!(
+            "{:08X}{:08X}{:08X}",
+            timeline.0,
+            seg / per_id,
+            seg % per_id
+        ))
     }
 
     /// Parses a WAL file name (24 hex digits) back into its timeline and first LSN.
@@ -101,7 +112,8 @@ impl FromStr for Lsn {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || ParseLsnError(s.to_owned());
         let (hi, lo) = s.split_once('/').ok_or_else(err)?;
-        let ok = |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_hexdigit());
+        let ok =
+            |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_hexdigit());
         if !ok(hi) || !ok(lo) {
             return Err(err());
         }
@@ -232,7 +244,9 @@ impl PgTimestamp {
     pub fn from_system_time(t: SystemTime) -> Option<Self> {
         let us = match t.duration_since(UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_micros()).ok()?,
-            Err(e) => i64::try_from(e.duration().as_micros()).ok()?.checked_neg()?,
+            Err(e) => i64::try_from(e.duration().as_micros())
+                .ok()?
+                .checked_neg()?,
         };
         Self::from_unix_micros(us)
     }
@@ -244,7 +258,11 @@ impl PgTimestamp {
         }
         let us = self.to_unix_micros()?;
         let d = Duration::from_micros(us.unsigned_abs());
-        if us >= 0 { UNIX_EPOCH.checked_add(d) } else { UNIX_EPOCH.checked_sub(d) }
+        if us >= 0 {
+            UNIX_EPOCH.checked_add(d)
+        } else {
+            UNIX_EPOCH.checked_sub(d)
+        }
     }
 }
 
@@ -281,7 +299,11 @@ struct FmtYear(i64);
 
 impl fmt::Display for FmtYear {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 < 0 { write!(f, "-{:04}", -self.0) } else { write!(f, "{:04}", self.0) }
+        if self.0 < 0 {
+            write!(f, "-{:04}", -self.0)
+        } else {
+            write!(f, "{:04}", self.0)
+        }
     }
 }
 
@@ -300,7 +322,11 @@ pub(crate) fn civil_from_pg_days(days: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
     // d in 1..=31 and m in 1..=12 by construction.
-    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
 }
 
 /// Converts a proleptic Gregorian date (year 0 = 1 BC) into days since 2000-01-01.
@@ -358,7 +384,9 @@ impl SqlState {
     /// From five ASCII digits or upper-case letters; `None` otherwise.
     pub fn from_code(code: &[u8]) -> Option<Self> {
         let arr: [u8; 5] = code.try_into().ok()?;
-        arr.iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()).then_some(Self(arr))
+        arr.iter()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            .then_some(Self(arr))
     }
 
     /// The code as text.
@@ -407,7 +435,17 @@ mod tests {
             assert_eq!(s.parse::<Lsn>().unwrap().to_string(), s);
         }
         assert_eq!("16/B374D848".parse::<Lsn>().unwrap().0, 0x16_B374_D848);
-        for bad in ["", "/", "1/", "/1", "1/2/3", "G/1", "123456789/0", "+1/0", "1 /0"] {
+        for bad in [
+            "",
+            "/",
+            "1/",
+            "/1",
+            "1/2/3",
+            "G/1",
+            "123456789/0",
+            "+1/0",
+            "1 /0",
+        ] {
             assert!(bad.parse::<Lsn>().is_err(), "{bad}");
         }
     }
@@ -416,7 +454,10 @@ mod tests {
     fn lsn_segments() {
         let seg = 16 * 1024 * 1024;
         let l: Lsn = "1/2000010".parse().unwrap();
-        assert_eq!(l.wal_file_name(TimelineId(1), seg).unwrap(), "000000010000000100000002");
+        assert_eq!(
+            l.wal_file_name(TimelineId(1), seg).unwrap(),
+            "000000010000000100000002"
+        );
         assert_eq!(l.segment_offset(seg), Some(0x10));
         let (tli, start) = Lsn::from_wal_file_name("000000020000000100000002", seg).unwrap();
         assert_eq!((tli, start), (TimelineId(2), "1/2000000".parse().unwrap()));
@@ -432,7 +473,10 @@ mod tests {
         assert_eq!(PgTimestamp::INFINITY.to_string(), "infinity");
         let t = PgTimestamp::from_unix_micros(1_700_000_000_123_456).unwrap();
         assert_eq!(t.to_string(), "2023-11-14T22:13:20.123456Z");
-        assert_eq!(PgTimestamp::from_system_time(t.to_system_time().unwrap()), Some(t));
+        assert_eq!(
+            PgTimestamp::from_system_time(t.to_system_time().unwrap()),
+            Some(t)
+        );
         for days in [-1_000_000, -730_425, -1, 0, 1, 59, 60, 366, 2_000_000] {
             let (y, m, d) = civil_from_pg_days(days);
             assert_eq!(pg_days_from_civil(y, m, d), days);
