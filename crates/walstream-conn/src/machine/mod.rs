@@ -794,6 +794,15 @@ impl Connection {
                 self.phase = Phase::Query;
                 self.events.push_back(Event::QueryError(db));
             }
+            // A walsender that is shutting down (`pg_ctl stop -m fast`) ends COPY BOTH with
+            // CommandComplete and no CopyDone: the server has left COPY mode, so the stream
+            // ended; report it as the server's CopyDone followed by the command's result.
+            BackendMessage::CommandComplete(tag) if !self.server_copy_done => {
+                self.server_copy_done = true;
+                self.events.push_back(Event::CopyDone);
+                self.phase = Phase::Query;
+                self.handle_query(BackendMessage::CommandComplete(tag))?;
+            }
             // After CopyDone, the result of the command follows (e.g. the next timeline
             // for physical replication). The server may send it before our CopyDone.
             other @ (BackendMessage::RowDescription(_)

@@ -833,3 +833,33 @@ fn protocol_negotiation_violations() {
         ErrorKind::Protocol
     );
 }
+
+#[test]
+fn command_complete_without_copy_done_ends_copy_both() {
+    // `pg_ctl stop -m fast`: the walsender leaves COPY BOTH with CommandComplete, no CopyDone.
+    let mut c = connected_trust();
+    c.send_query("START_REPLICATION SLOT s LOGICAL 0/0")
+        .unwrap();
+    let _ = transmit(&mut c);
+    c.handle_input(&server(&[
+        BackendMessage::CopyBothResponse(CopyResponse::default()),
+        BackendMessage::CopyData(vec![b'k'; 18].into()),
+        BackendMessage::CommandComplete("COPY 0".into()),
+    ]))
+    .unwrap();
+    let ev = events(&mut c);
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [Event::CopyBoth(_), Event::CopyData(_), Event::CopyDone, Event::CommandComplete(t)]
+                if t == "COPY 0"
+        ),
+        "{ev:?}"
+    );
+    assert!(c.server_copy_done());
+    // The server is out of COPY mode: no more CopyData may be sent.
+    assert_eq!(
+        c.send_copy_data(b"r").unwrap_err().kind(),
+        ErrorKind::InvalidState
+    );
+}

@@ -270,7 +270,6 @@ fn transaction(k: i64) -> (String, bool) {
 /// Applies one fault of `kind` (round `n`). Server restarts hold `gate` so that no writer
 /// transaction is in flight (its outcome would be unknown to the oracle).
 fn inject(kind: FaultKind, n: u32, cluster: &Cluster, proxy: &FaultProxy, gate: &Mutex<()>) {
-    // RestartFast is left out of the rotation while `oracle_restart_fast` fails (see there).
     let kind = if kind == FaultKind::Mixed {
         [
             FaultKind::ProxyReset,
@@ -278,7 +277,8 @@ fn inject(kind: FaultKind, n: u32, cluster: &Cluster, proxy: &FaultProxy, gate: 
             FaultKind::TerminateWalsender,
             FaultKind::ProxyStall,
             FaultKind::RestartImmediate,
-        ][usize::try_from(n).unwrap_or(0) % 5]
+            FaultKind::RestartFast,
+        ][usize::try_from(n).unwrap_or(0) % 6]
     } else {
         kind
     };
@@ -550,9 +550,6 @@ fn oracle_terminate_walsender() {
 }
 
 #[test]
-#[ignore = "fails: on `pg_ctl stop -m fast` the walsender ends COPY BOTH with CommandComplete and \
-            no CopyDone, which walstream-conn reports as a protocol error (not retried); see \
-            docs/reliability.md"]
 fn oracle_restart_fast() {
     short(FaultKind::RestartFast);
 }
