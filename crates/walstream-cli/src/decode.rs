@@ -3,9 +3,10 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
+use bytes::BytesMut;
 use walstream::{DecodeOptions, LogicalDecoder, Lsn, LsnFeedback};
+use walstream_proto::{CaptureDecoder, CaptureKind, ReplicationMessage};
 
-use crate::capture::{CaptureFile, Frame};
 use crate::error::CliError;
 use crate::output::{Format, Renderer};
 
@@ -97,32 +98,75 @@ pub(crate) fn decode(
     } else {
         Renderer::new(args.format.into())
     };
-    let mut reader = CaptureFile::new(input);
+    let mut input = input;
+    let mut capture = CaptureDecoder::new();
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    let mut eof = false;
     let mut frames = 0u64;
-    while let Some(frame) = reader
-        .next_frame()
-        .map_err(|e| CliError::other(e.to_string()))?
-    {
+    loop {
+        let Some(payload) = capture.decode(&mut buf).map_err(corrupt)? else {
+            if eof {
+                capture.finish(&buf).map_err(corrupt)?;
+                break;
+            }
+            eof = fill(&mut input, &mut buf).map_err(|e| CliError::io("reading", &e))? == 0;
+            continue;
+        };
         frames += 1;
-        match frame {
-            Frame::XLogData {
-                wal_start,
-                wal_end,
-                data,
-            } => {
-                decoder
-                    .handle_xlog_data(wal_start, wal_end, data)
-                    .map_err(|e| CliError::from(e).context(&format!("frame {frames}")))?;
-                while let Some(ev) = decoder.poll_event() {
-                    renderer.event(&ev, out)?;
+        // Replication captures (`walstream record`) carry LSNs and keepalives; pgoutput
+        // captures are bare messages whose LSNs decode as 0/0.
+        let (wal_start, wal_end, data) = if capture.kind() == Some(CaptureKind::Replication) {
+            match ReplicationMessage::decode(payload).map_err(corrupt)? {
+                ReplicationMessage::XLogData(x) => (x.wal_start, x.wal_end, x.data),
+                ReplicationMessage::PrimaryKeepalive(k) => {
+                    decoder.handle_keepalive(k.wal_end);
+                    continue;
+                }
+                _ => {
+                    return Err(CliError::other(
+                        "corrupt capture: an unexpected replication message",
+                    )
+                    .context(&format!("frame {frames}")));
                 }
             }
-            Frame::Keepalive { wal_end } => decoder.handle_keepalive(wal_end),
+        } else {
+            (Lsn(0), Lsn(0), payload)
+        };
+        decoder
+            .handle_xlog_data(wal_start, wal_end, data)
+            .map_err(|e| CliError::from(e).context(&format!("frame {frames}")))?;
+        while let Some(ev) = decoder.poll_event() {
+            renderer.event(&ev, out)?;
         }
     }
     renderer.finish(out)?;
-    tracing::info!(frames, kind = ?reader.kind(), events = renderer.events(), "decoded");
+    tracing::info!(frames, kind = ?capture.kind(), events = renderer.events(), "decoded");
     Ok(renderer.events())
+}
+
+/// Read chunk size.
+const CHUNK: usize = 1 << 16;
+
+/// Appends up to [`CHUNK`] bytes of `src` to `buf`; 0 at the end of the input.
+fn fill(src: &mut impl io::Read, buf: &mut BytesMut) -> io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + CHUNK, 0);
+    let n = loop {
+        let Some(space) = buf.get_mut(start..) else {
+            break Ok(0);
+        };
+        match src.read(space) {
+            Ok(n) => break Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    buf.truncate(start + *n.as_ref().unwrap_or(&0));
+    n
+}
+
+fn corrupt(e: walstream_proto::DecodeError) -> CliError {
+    CliError::other(format!("corrupt capture: {e}"))
 }
 
 #[cfg(test)]
@@ -249,5 +293,90 @@ mod tests {
         };
         let err = decode(cut, &args, &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("corrupt capture"), "{err}");
+    }
+
+    /// A reader that hands out one byte per read, to cross every frame boundary.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((b, rest)), Some(slot)) => {
+                    *slot = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    fn args(format: DecodeFormat) -> DecodeArgs {
+        DecodeArgs {
+            file: PathBuf::from("x"),
+            format,
+            proto_version: 1,
+            parallel: false,
+            debezium_server: "walstream".into(),
+            debezium_database: "postgres".into(),
+        }
+    }
+
+    #[test]
+    fn replication_capture_read_byte_by_byte() {
+        use walstream_proto::{
+            CaptureReader, CaptureWriter, PgTimestamp, PrimaryKeepalive, XLogData,
+        };
+        // The golden pgoutput capture re-framed as `walstream record` writes it: XLogData
+        // with LSNs, and a keepalive after every message.
+        let mut w = CaptureWriter::new(Vec::new());
+        let mut frame = BytesMut::new();
+        let mut lsn = 0x100u64;
+        for payload in CaptureReader::new(golden("pgoutput-v1-text.bin").into()) {
+            lsn += 0x10;
+            for msg in [
+                ReplicationMessage::XLogData(XLogData {
+                    wal_start: Lsn(lsn),
+                    wal_end: Lsn(lsn),
+                    send_time: PgTimestamp(5),
+                    data: payload.unwrap(),
+                }),
+                ReplicationMessage::PrimaryKeepalive(PrimaryKeepalive {
+                    wal_end: Lsn(lsn),
+                    send_time: PgTimestamp(6),
+                    reply_requested: false,
+                }),
+            ] {
+                frame.clear();
+                msg.encode(&mut frame);
+                w.write_frame(&frame).unwrap();
+            }
+        }
+        let bytes = w.into_inner();
+        let mut out = Vec::new();
+        decode(Trickle(&bytes), &args(DecodeFormat::Count), &mut out).unwrap();
+        let count = run_on("pgoutput-v1-text.bin", DecodeFormat::Count, 1);
+        assert_eq!(String::from_utf8(out).unwrap(), count);
+        // The LSNs come from the XLogData headers.
+        let mut out = Vec::new();
+        decode(bytes.as_slice(), &args(DecodeFormat::Jsonl), &mut out).unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap();
+        assert_ne!(first["lsn"], "0/0", "{first}");
+    }
+
+    #[test]
+    fn corrupt_frames_are_errors() {
+        for bytes in [
+            // An absurd length, a cut length, a truncated frame.
+            &[0xff, 0xff, 0xff, 0xff, 0][..],
+            &[0, 0][..],
+            &[0, 0, 0, 9, b'B'][..],
+            // A malformed XLogData, a replication message that never appears in captures.
+            &[0, 0, 0, 2, b'w', 0][..],
+        ] {
+            let err = decode(bytes, &args(DecodeFormat::Count), &mut Vec::new()).unwrap_err();
+            assert!(err.to_string().contains("corrupt capture"), "{err}");
+        }
     }
 }

@@ -10,7 +10,6 @@
     clippy::cast_sign_loss
 )]
 
-mod capture;
 mod conn;
 mod decode;
 mod demo;
