@@ -254,6 +254,7 @@ async fn stream_demo(
     let sink = Sink::Render {
         renderer: Box::new(Renderer::new(format)),
         out: Output::open(None)?,
+        assembly: None,
     };
     let limits = Limits {
         endpos: None,

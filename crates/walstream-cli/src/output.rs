@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
-use walstream::{Event, EventKind, OldRow, Row};
+use walstream::{Event, EventKind, OldRow, Row, Transaction, TransactionKind};
 
 use crate::error::CliError;
 
@@ -22,6 +22,15 @@ pub(crate) enum Format {
     Count,
     /// Debezium change-event values, one JSON object per line (see docs/debezium.md).
     Debezium,
+}
+
+fn write_line(line: Option<String>, out: &mut impl Write) -> Result<(), CliError> {
+    if let Some(mut line) = line {
+        line.push('\n');
+        out.write_all(line.as_bytes())
+            .map_err(|e| CliError::io("writing output", &e))?;
+    }
+    Ok(())
 }
 
 /// Rows shown per transaction by the pretty format before it abbreviates.
@@ -104,12 +113,73 @@ impl Renderer {
             },
             Format::Raw | Format::None => None,
         };
-        if let Some(mut line) = line {
-            line.push('\n');
-            out.write_all(line.as_bytes())
-                .map_err(|e| CliError::io("writing output", &e))?;
-        }
-        Ok(())
+        write_line(line, out)
+    }
+
+    /// Writes the line opening a whole transaction (`tail --transactions`): a `begin` whose
+    /// `lsn` is the commit LSN (the transaction may have been streamed in several blocks).
+    pub(crate) fn transaction_begin(
+        &mut self,
+        t: &Transaction,
+        out: &mut impl Write,
+    ) -> Result<(), CliError> {
+        self.events += 1;
+        let (xid, lsn) = (t.xid().0, t.commit_lsn());
+        let line = match self.format {
+            Format::Jsonl => Some(format!(
+                r#"{{"kind":"begin","lsn":"{lsn}","xid":{xid},"commit_lsn":"{lsn}"}}"#
+            )),
+            Format::Pretty => {
+                self.shown = 0;
+                self.hidden = 0;
+                Some(format!(
+                    "BEGIN     xid {xid}  (commits at {lsn}, {})",
+                    t.commit_time()
+                ))
+            }
+            Format::Count => {
+                *self.kinds.entry("begin").or_default() += 1;
+                None
+            }
+            Format::Debezium | Format::Raw | Format::None => None,
+        };
+        write_line(line, out)
+    }
+
+    /// Writes the line closing a whole transaction: `commit`, or `prepare` for a two-phase
+    /// transaction delivered at PREPARE.
+    pub(crate) fn transaction_end(
+        &mut self,
+        t: &Transaction,
+        out: &mut impl Write,
+    ) -> Result<(), CliError> {
+        self.events += 1;
+        let kind = match t.kind() {
+            TransactionKind::Prepared { .. } => "prepare",
+            _ => "commit",
+        };
+        let (xid, lsn, end) = (t.xid().0, t.commit_lsn(), t.end_lsn());
+        let line = match self.format {
+            Format::Jsonl => Some(format!(
+                r#"{{"kind":"{kind}","lsn":"{lsn}","xid":{xid},"commit_lsn":"{lsn}","end_lsn":"{end}"}}"#
+            )),
+            Format::Pretty => {
+                let more = std::mem::take(&mut self.hidden);
+                self.shown = 0;
+                let mut s = String::new();
+                if more > 0 {
+                    let _ = writeln!(s, "          … and {more} more changes in this transaction");
+                }
+                let _ = write!(s, "{:<9} xid {xid}  (end {end})", kind.to_uppercase());
+                Some(s)
+            }
+            Format::Count => {
+                *self.kinds.entry(kind).or_default() += 1;
+                None
+            }
+            Format::Debezium | Format::Raw | Format::None => None,
+        };
+        write_line(line, out)
     }
 
     /// Writes one undecoded message (raw format).

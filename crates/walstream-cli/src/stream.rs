@@ -9,7 +9,10 @@ use crate::error::{Category, CliError};
 use crate::output::Renderer;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use walstream::{AckHandle, DecodeOptions, EventKind, LogicalDecoder, Lsn, LsnFeedback};
+use walstream::{
+    AckHandle, Assembled, AssemblyOptions, DecodeOptions, EventKind, LogicalDecoder, Lsn,
+    LsnFeedback, TransactionAssembler,
+};
 use walstream_conn::{Client, CreateSlotOptions, FeedbackLsns, ReplicationStream, SnapshotAction};
 use walstream_proto::{CaptureWriter, ReplicationMessage};
 
@@ -280,6 +283,8 @@ pub(crate) enum Sink {
     Render {
         renderer: Box<Renderer>,
         out: Output,
+        /// Whole transactions at their commit (`tail --transactions`).
+        assembly: Option<AssemblyOptions>,
     },
     /// Write every replication message to a capture file.
     Capture { writer: CaptureWriter<Output> },
@@ -404,6 +409,13 @@ pub(crate) async fn run(
         last_sync: Instant::now(),
     };
     let mut events = 0u64;
+    let mut assembler = match &sink {
+        Sink::Render {
+            assembly: Some(options),
+            ..
+        } => Some(TransactionAssembler::new(*options, feedback.clone())),
+        _ => None,
+    };
     let mut frame = bytes::BytesMut::with_capacity(256);
     let reason = loop {
         let msg = tokio::select! {
@@ -431,16 +443,49 @@ pub(crate) async fn run(
                 {
                     break StopReason::Endpos;
                 }
-                if let Sink::Render { renderer, out } = &mut sink {
+                if let Sink::Render { renderer, out, .. } = &mut sink {
                     renderer.raw(x.wal_start, &x.data, out)?;
                 }
                 decoder.handle_xlog_data(x.wal_start, x.wal_end, x.data)?;
+                if let (Some(asm), Sink::Render { renderer, out, .. }) = (&mut assembler, &mut sink)
+                {
+                    while let Some(ev) = decoder.poll_event() {
+                        asm.push(ev)?;
+                    }
+                    while let Some(item) = asm.poll() {
+                        let handle = match item {
+                            Assembled::Transaction(mut t) => {
+                                renderer.transaction_begin(&t, out)?;
+                                while let Some(ev) = t.next_change() {
+                                    renderer.event(&ev?, out)?;
+                                    events += 1;
+                                }
+                                renderer.transaction_end(&t, out)?;
+                                Some(t.ack_handle().clone())
+                            }
+                            Assembled::Event(ev) => {
+                                renderer.event(&ev, out)?;
+                                events += 1;
+                                ev.ack_handle().cloned()
+                            }
+                            _ => None,
+                        };
+                        // Acknowledged only once the whole transaction is written out.
+                        if let Some(h) = handle {
+                            acks.pending = Some(h.clone());
+                            acks.settle(out, false)?;
+                            if limits.endpos.is_some_and(|end| h.lsn() >= end) {
+                                stop = Some(StopReason::Endpos);
+                            }
+                        }
+                    }
+                }
                 while let Some(ev) = decoder.poll_event() {
                     if limits.max_events.is_some_and(|n| events >= n) {
                         break;
                     }
                     events += 1;
-                    if let Sink::Render { renderer, out } = &mut sink {
+                    if let Sink::Render { renderer, out, .. } = &mut sink {
                         renderer.event(&ev, out)?;
                     }
                     if let Some(h) = ev.ack_handle() {
@@ -481,7 +526,7 @@ pub(crate) async fn run(
         }
     };
     acks.settle(sink.output(), true)?;
-    if let Sink::Render { renderer, out } = &mut sink {
+    if let Sink::Render { renderer, out, .. } = &mut sink {
         renderer.finish(out)?;
     }
     sink.output()

@@ -1,6 +1,7 @@
 //! `walstream tail` and `walstream record`: a logical slot to events or to a capture file.
 use std::path::PathBuf;
 
+use walstream::{AssemblyOptions, TwoPhaseDelivery};
 use walstream_conn::ReplicationMode;
 use walstream_proto::CaptureWriter;
 
@@ -35,6 +36,38 @@ pub(crate) struct TailArgs {
     /// Debezium: the logical server name (`source.name`, topic prefix).
     #[arg(long, value_name = "NAME", default_value = "walstream")]
     pub(crate) debezium_server: String,
+    /// Print whole transactions in commit order, each at its commit (begin, changes, commit;
+    /// streamed transactions reassembled, rolled-back subtransactions left out), and
+    /// acknowledge after the whole transaction is written. Not with --format raw.
+    #[arg(long)]
+    pub(crate) transactions: bool,
+    /// With --transactions: memory for buffered changes before the largest open transaction
+    /// spills to a temporary file (bytes, or with a K, M or G suffix: KiB, MiB, GiB).
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size, requires = "transactions")]
+    pub(crate) memory_limit: usize,
+}
+
+/// Parses `65536`, `64K`, `64M`, `1G` (also `KiB`/`MiB`/`GiB`, case-insensitive).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let (digits, shift) = [
+        ("gib", 30),
+        ("mib", 20),
+        ("kib", 10),
+        ("g", 30),
+        ("m", 20),
+        ("k", 10),
+    ]
+    .iter()
+    .find_map(|(suffix, shift)| lower.strip_suffix(suffix).map(|d| (d.trim(), *shift)))
+    .unwrap_or((lower.as_str(), 0));
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("not a size: {t:?} (e.g. 65536, 64K, 64M, 1G)"))?;
+    n.checked_mul(1usize << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("size out of range: {t:?}"))
 }
 
 /// Formats `tail` supports.
@@ -90,6 +123,11 @@ fn limits(args: &SlotStreamArgs) -> Limits {
 }
 
 pub(crate) async fn tail(args: &TailArgs) -> Result<(), CliError> {
+    if args.transactions && args.format == TailFormat::Raw {
+        return Err(CliError::usage(
+            "--transactions prints decoded transactions; it cannot be used with --format raw",
+        ));
+    }
     let out = Output::open(args.output.as_deref())?;
     let shutdown = stream::shutdown_on_signals();
     let client =
@@ -108,6 +146,10 @@ pub(crate) async fn tail(args: &TailArgs) -> Result<(), CliError> {
     let sink = Sink::Render {
         renderer: Box::new(renderer),
         out,
+        assembly: args.transactions.then_some(AssemblyOptions {
+            memory_limit: args.memory_limit,
+            two_phase: TwoPhaseDelivery::AtPrepare,
+        }),
     };
     let summary = stream::run(opened, sink, &limits(&args.stream), shutdown).await?;
     stream::check_stop(&summary)
@@ -124,4 +166,21 @@ pub(crate) async fn record(args: &RecordArgs) -> Result<(), CliError> {
     };
     let summary = stream::run(opened, sink, &limits(&args.stream), shutdown).await?;
     stream::check_stop(&summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("-1M").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
 }

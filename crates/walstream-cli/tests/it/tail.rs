@@ -288,3 +288,99 @@ fn slot_create_list_read_drop() {
         assert_ok(&out, Some(&c));
     });
 }
+
+#[test]
+fn transactions_prints_a_streamed_transaction_whole_without_rolled_back_rows() {
+    for_each_server(|install| {
+        // Tiny work memory: the server streams the large transaction in blocks.
+        let c = Cluster::start(
+            install,
+            ClusterOptions::new()
+                .setting("wal_sender_timeout", "2s")
+                .setting("logical_decoding_work_mem", "64kB"),
+        )
+        .unwrap();
+        c.execute(
+            "CREATE TABLE items (id int PRIMARY KEY, name text); \
+             CREATE PUBLICATION ws_pub FOR ALL TABLES; \
+             SELECT pg_create_logical_replication_slot('s_txn', 'pgoutput'); \
+             SELECT pg_create_logical_replication_slot('s_plain', 'pgoutput');",
+        )
+        .unwrap();
+        c.execute(
+            "BEGIN; \
+               INSERT INTO items SELECT g, repeat('k', 200) FROM generate_series(1, 1500) g; \
+               SAVEPOINT sp; \
+               INSERT INTO items SELECT g, 'rolled back' FROM generate_series(100001, 101000) g; \
+               ROLLBACK TO SAVEPOINT sp; \
+               INSERT INTO items SELECT g, repeat('m', 200) FROM generate_series(1501, 2000) g; \
+             COMMIT; \
+             INSERT INTO items VALUES (5000, 'after');",
+        )
+        .unwrap();
+        let endpos = Lsn(c.current_wal_lsn().unwrap()).to_string();
+        let ci = conninfo(&c);
+        // Without --transactions the server's streamed blocks show: it was streamed.
+        let plain = [
+            "tail",
+            "-d",
+            &ci,
+            "-S",
+            "s_plain",
+            "-P",
+            "ws_pub",
+            "--streaming",
+            "on",
+            "--endpos",
+            &endpos,
+        ];
+        let out = run(&plain);
+        assert_ok(&out, Some(&c));
+        assert!(stdout(&out).contains(r#"{"kind":"stream_start""#));
+        let out = run(&[
+            "tail",
+            "-d",
+            &ci,
+            "-S",
+            "s_txn",
+            "-P",
+            "ws_pub",
+            "--streaming",
+            "on",
+            "--transactions",
+            "--memory-limit",
+            "64K",
+            "--endpos",
+            &endpos,
+        ]);
+        assert_ok(&out, Some(&c));
+        // Relation descriptions (sent again in every streamed block) are left aside.
+        let lines: Vec<serde_json::Value> = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .filter(|v: &serde_json::Value| v["kind"] != "relation")
+            .collect();
+        let kinds: Vec<&str> = lines.iter().map(|v| v["kind"].as_str().unwrap()).collect();
+        // Two transactions, each contiguous: begin, its inserts, commit; no stream_* lines.
+        let mut expected = vec!["begin"];
+        expected.extend(std::iter::repeat_n("insert", 2000));
+        expected.extend(["commit", "begin", "insert", "commit"]);
+        assert_eq!(kinds, expected);
+        let big_xid = &lines[0]["xid"];
+        let ids: Vec<i64> = lines[1..=2000]
+            .iter()
+            .map(|v| {
+                assert_eq!(&v["xid"], big_xid, "{v}");
+                v["new"]["id"].as_i64().unwrap()
+            })
+            .collect();
+        assert_eq!(ids, (1..=2000).collect::<Vec<i64>>());
+        assert_eq!(lines[2003]["new"]["id"], 5000);
+        // Acknowledged through the last transaction written.
+        let last_end: Lsn = lines[2004]["end_lsn"].as_str().unwrap().parse().unwrap();
+        wait_for("confirmed flush", Duration::from_secs(10), || {
+            (confirmed(&c, "s_txn") >= last_end).then_some(())
+        })
+        .unwrap();
+    });
+}
