@@ -17,6 +17,7 @@ Examples:
   walstream tail -d postgresql://rep@db/app -S s1 -P p1,p2 --format pretty
   walstream tail -d ... -S s1 -P p1 --endpos 0/3000060 -o changes.jsonl
   walstream tail -d ... -S s1 -P p1 --streaming on --messages --format jsonl | jq .
+  walstream tail -d ... -S s1 -P p1 --streaming on --transactions --memory-limit 256M
 
 The server needs wal_level = logical, a publication (CREATE PUBLICATION p1 FOR ALL TABLES)
 and a role with REPLICATION. Output is acknowledged to the server only after it is written
