@@ -571,7 +571,8 @@ fn oracle_long_mixed() {
 }
 
 #[test]
-#[ignore = "long: run by name from .ci/run"]
+#[ignore = "long; intermittently FAILS (4 committed transactions lost once on PG 18 in CI, \
+            2026-11-22): under diagnosis, see docs/reliability.md; not in .ci/ignored-tests until fixed"]
 fn oracle_long_proxy_truncate() {
     long(FaultKind::ProxyTruncate);
 }
