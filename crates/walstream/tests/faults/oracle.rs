@@ -565,7 +565,8 @@ fn oracle_wal_sender_timeout() {
 }
 
 #[test]
-#[ignore = "long: run by name from .ci/run"]
+#[ignore = "long; intermittently FAILS (4 consecutive committed transactions lost on PG 18 in CI, \
+            2026-11-22): under diagnosis, see docs/reliability.md; not in .ci/ignored-tests until fixed"]
 fn oracle_long_mixed() {
     long(FaultKind::Mixed);
 }
