@@ -99,7 +99,12 @@ impl Model {
         self.events += 1;
         let kind = ev.kind();
         match kind {
-            EventKind::Begin(_) | EventKind::BeginPrepare(_) => self.pending.clear(),
+            // A Begin cannot occur inside a streamed block: if one is open here, the connection
+            // was lost inside it and the stream resumed, so that block's state is stale.
+            EventKind::Begin(_) | EventKind::BeginPrepare(_) => {
+                self.in_stream = None;
+                self.pending.clear();
+            }
             EventKind::Insert(rc) | EventKind::Update(rc) | EventKind::Delete(rc) => {
                 let change = change_of(kind, rc);
                 match self.in_stream {
@@ -565,15 +570,13 @@ fn oracle_wal_sender_timeout() {
 }
 
 #[test]
-#[ignore = "long; intermittently FAILS (4 consecutive committed transactions lost on PG 18 in CI, \
-            2026-11-22): under diagnosis, see docs/reliability.md; not in .ci/ignored-tests until fixed"]
+#[ignore = "long: run by name from .ci/run"]
 fn oracle_long_mixed() {
     long(FaultKind::Mixed);
 }
 
 #[test]
-#[ignore = "long; intermittently FAILS (4 committed transactions lost once on PG 18 in CI, \
-            2026-11-22): under diagnosis, see docs/reliability.md; not in .ci/ignored-tests until fixed"]
+#[ignore = "long: run by name from .ci/run"]
 fn oracle_long_proxy_truncate() {
     long(FaultKind::ProxyTruncate);
 }
