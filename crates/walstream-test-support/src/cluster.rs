@@ -600,11 +600,12 @@ impl Drop for Cluster {
 /// ```no_run
 /// # use std::time::Duration;
 /// # use walstream_test_support::{wait_for, Cluster};
-/// # let cluster: Cluster = unimplemented!();
+/// # fn example(cluster: &Cluster) {
 /// let slot = wait_for("slot s1 to become active", Duration::from_secs(10), || {
 ///     cluster.replication_slots().ok()?.into_iter().find(|s| s.slot_name == "s1" && s.active)
 /// })
 /// .unwrap();
+/// # }
 /// ```
 pub fn wait_for<T>(
     what: &str,

@@ -182,10 +182,11 @@ pub fn for_each_server(body: impl Fn(&PgInstall)) {
 ///
 /// ```no_run
 /// # use walstream_test_support::{skip_unless, Cluster};
-/// # let cluster: Cluster = unimplemented!();
+/// # fn example(cluster: &Cluster) {
 /// if !skip_unless(cluster.major() >= 16, "logical decoding on standbys needs PostgreSQL 16") {
 ///     return;
 /// }
+/// # }
 /// ```
 pub fn skip_unless(condition: bool, reason: &str) -> bool {
     let log = std::env::var_os("WALSTREAM_SKIP_LOG").map(PathBuf::from);
