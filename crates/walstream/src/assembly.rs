@@ -405,6 +405,12 @@ impl TransactionAssembler {
                     .or_insert_with(|| Buf::new(xid, None, None, true));
             }
             EventKind::StreamStop => self.stream = None,
+            EventKind::Resumed(_) => {
+                // The lost connection's open transactions come again from their start, and
+                // whatever was not acknowledged is re-sent: drop it all, pass the event on.
+                self.reset_for_resume();
+                self.ready.push_back(Assembled::Event(ev));
+            }
             EventKind::StreamCommit(c) => {
                 let (xid, at, end, time) = (c.xid, c.commit_lsn, c.end_lsn, c.commit_time);
                 let buf = self.take_streamed(xid)?;
@@ -1130,6 +1136,27 @@ mod tests {
         assert!(matches!(&out[0], Assembled::Event(e) if e.kind_name() == "rollback_prepared"));
         assert!(r.asm.is_idle());
         assert_eq!(r.asm.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn resumed_event_drops_a_partly_streamed_transaction() {
+        let mut r = Rig::new(AssemblyOptions::default());
+        r.feed(0x100, &stream_start(900, true));
+        r.feed(0x100, &rel(Some(900)));
+        r.feed(0x110, &insert(Some(900), "1"));
+        r.feed(0x120, &PgoutputMessage::StreamStop);
+        // Connection lost; only the decoder is reset: its Resumed event resets the assembler.
+        r.dec.reset_for_resume();
+        let out = r.feed(0x100, &stream_start(900, true));
+        assert_eq!(out.len(), 1);
+        assert!(matches!(&out[0], Assembled::Event(e) if e.kind_name() == "resumed"));
+        r.feed(0x100, &rel(Some(900)));
+        r.feed(0x110, &insert(Some(900), "1"));
+        r.feed(0x120, &PgoutputMessage::StreamStop);
+        let t = txn(r.feed(0x200, &stream_commit(900, 0x200, 0x220)).remove(0));
+        // Relation + insert once (4 if the partial block had been kept).
+        assert_eq!(t.len(), 2, "the re-sent block replaces the partial one");
+        assert!(r.asm.is_idle());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use walstream_proto::pgoutput::{
 use walstream_proto::{Lsn, PgTimestamp, TypeRegistry, Xid};
 
 use crate::error::Error;
-use crate::event::{Event, EventKind, RelationEvent, RowChange, TruncateEvent};
+use crate::event::{Event, EventKind, RelationEvent, Resumed, RowChange, TruncateEvent};
 use crate::feedback::{AckHandle, LsnFeedback};
 
 /// Turns `pgoutput` XLogData payloads into [`Event`]s and keeps the [`LsnFeedback`] informed.
@@ -124,16 +124,40 @@ impl LogicalDecoder {
     /// blocks (the server sends them again from their start) and events not yet polled. The
     /// next stream starts at the acknowledged position; transactions ending at or before it are
     /// skipped.
+    ///
+    /// Queues an [`EventKind::Resumed`] event as the first event of the new connection,
+    /// listing the transactions left open (repeated resets before any new event merge into
+    /// one).
     pub fn reset_for_resume(&mut self) {
-        if self.txn.take().is_some() {
+        // A Resumed event still queued from an earlier reset (a failed reconnect attempt).
+        let mut discarded = match self.out.front().map(Event::kind) {
+            Some(EventKind::Resumed(r)) => r.discarded.clone(),
+            _ => Vec::new(),
+        };
+        if let Some(t) = self.txn.take() {
             self.feedback.release();
+            if !t.skip {
+                discarded.push(t.xid);
+            }
         }
-        for _ in self.streams.drain() {
+        for xid in self.streams.drain() {
             self.feedback.release();
+            discarded.push(xid);
         }
+        discarded.sort_unstable_by_key(|x| x.0);
+        discarded.dedup();
         self.out.clear();
         self.pgo = PgoutputDecoder::new(*self.pgo.options());
         self.skip_through = self.feedback.acknowledged();
+        let at = self.feedback.flushed();
+        self.out.push_back(Event {
+            lsn: at,
+            xid: None,
+            commit_lsn: None,
+            commit_time: None,
+            kind: EventKind::Resumed(Resumed { at, discarded }),
+            ack: None,
+        });
     }
 
     fn push(&mut self, lsn: Lsn, kind: EventKind, ack: Option<AckHandle>) {
@@ -664,10 +688,14 @@ pub(crate) mod tests {
         );
         assert_eq!(
             kinds(&evs),
-            ["begin", "insert", "commit"],
-            "transaction 1 skipped, 2 delivered whole"
+            ["resumed", "begin", "insert", "commit"],
+            "the resume announced, transaction 1 skipped, 2 delivered whole"
         );
-        assert_eq!(evs[0].xid(), Some(Xid(2)));
+        let EventKind::Resumed(r) = evs[0].kind() else {
+            panic!("not resumed");
+        };
+        assert_eq!((r.at, r.discarded.as_slice()), (Lsn(0x1b0), &[Xid(2)][..]));
+        assert_eq!(evs[1].xid(), Some(Xid(2)));
         // The relation from the skipped transaction still reached the cache.
         assert_eq!(d.relations().relation_count(), 1);
     }

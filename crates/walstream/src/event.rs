@@ -63,6 +63,7 @@ impl Event {
     pub fn relation(&self) -> Option<&Arc<Relation>> {
         match &self.kind {
             EventKind::Insert(c) | EventKind::Update(c) | EventKind::Delete(c) => Some(&c.relation),
+            EventKind::Read(r) => Some(&r.change.relation),
             EventKind::Truncate(t) => t.relations.first(),
             EventKind::Relation(r) => Some(&r.relation),
             _ => None,
@@ -139,6 +140,21 @@ pub enum EventKind {
     RollbackPrepared(pgo::RollbackPrepared),
     /// A streamed transaction was prepared.
     StreamPrepare(pgo::Prepare),
+    /// A row read by the initial snapshot (see
+    /// [`LogicalStreamBuilder::initial_snapshot`](crate::LogicalStreamBuilder::initial_snapshot)):
+    /// the row as it was at the slot's consistent point, which is the event's
+    /// [`lsn`](Event::lsn). Apply it like an insert (an upsert by key).
+    Read(SnapshotRead),
+    /// The initial snapshot is complete: every published table was read. Streamed changes
+    /// (committed after the consistent point) follow.
+    SnapshotComplete(SnapshotComplete),
+    /// The stream reconnected after a lost connection; the events of the new connection
+    /// follow. Everything delivered but not acknowledged before it will be delivered again
+    /// (unless its transaction was acknowledged); transactions and streamed transactions
+    /// left open by the lost connection (listed in [`Resumed::discarded`]) are sent again
+    /// from their start — drop their partial state. See the
+    /// [manual](crate::manual#failure-and-resume).
+    Resumed(Resumed),
 }
 
 impl EventKind {
@@ -164,13 +180,17 @@ impl EventKind {
             Self::CommitPrepared(_) => "commit_prepared",
             Self::RollbackPrepared(_) => "rollback_prepared",
             Self::StreamPrepare(_) => "stream_prepare",
+            Self::Read(_) => "read",
+            Self::SnapshotComplete(_) => "snapshot_complete",
+            Self::Resumed(_) => "resumed",
         }
     }
 
-    /// The row change of an Insert, Update or Delete.
+    /// The row change of an Insert, Update, Delete or snapshot Read.
     pub fn row_change(&self) -> Option<&RowChange> {
         match self {
             Self::Insert(c) | Self::Update(c) | Self::Delete(c) => Some(c),
+            Self::Read(r) => Some(&r.change),
             _ => None,
         }
     }
@@ -283,4 +303,53 @@ impl RelationEvent {
             RelationChange::New | RelationChange::ShapeChanged
         )
     }
+}
+
+/// A row of the initial snapshot.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SnapshotRead {
+    /// The row (in `new`; `old` and `sub_xid` are `None`).
+    pub change: RowChange,
+    /// True for the last row of the whole snapshot (Debezium's `source.snapshot = "last"`:
+    /// pass it to [`DebeziumEncoder::encode_read`](crate::DebeziumEncoder::encode_read)).
+    pub last: bool,
+}
+
+impl SnapshotRead {
+    /// The row read.
+    pub fn row(&self) -> Option<&Row> {
+        self.change.new.as_ref()
+    }
+}
+
+/// The end of the initial snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SnapshotComplete {
+    /// The slot's consistent point: the snapshot shows every transaction that committed
+    /// before it, the stream sends every transaction that commits after it.
+    pub consistent_point: Lsn,
+    /// The slot created for the snapshot.
+    pub slot: String,
+    /// The tables read.
+    pub tables: usize,
+    /// The rows read.
+    pub rows: u64,
+}
+
+/// A reconnect: the stream resumed after a lost connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Resumed {
+    /// The position the new connection asked the server to start at (the acknowledged,
+    /// reported flush position; the server starts at the later of it and the slot's
+    /// `confirmed_flush_lsn`).
+    pub at: Lsn,
+    /// Transactions whose events were partly delivered and which the lost connection left
+    /// open: the open transaction (Begin without Commit/Prepare) and every streamed
+    /// transaction with blocks delivered but no Stream Commit/Abort/Prepare yet. The server
+    /// sends each of them again from its start (or, for a transaction that was already
+    /// acknowledged, not at all), so their partial state must be dropped.
+    pub discarded: Vec<Xid>,
 }

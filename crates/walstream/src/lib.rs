@@ -58,6 +58,7 @@ mod jsonl;
 pub mod manual;
 mod row;
 mod slots;
+mod snapshot;
 mod stream;
 
 pub use assembly::{
@@ -71,7 +72,10 @@ pub use debezium::{
 };
 pub use decoder::LogicalDecoder;
 pub use error::{Error, ErrorKind};
-pub use event::{Event, EventKind, OldRow, RelationEvent, RowChange, TruncateEvent};
+pub use event::{
+    Event, EventKind, OldRow, RelationEvent, Resumed, RowChange, SnapshotComplete, SnapshotRead,
+    TruncateEvent,
+};
 pub use feedback::{AckHandle, FeedbackPositions, LsnFeedback};
 pub use row::{Field, Row, RowError};
 pub use slots::{SlotInfo, create_slot, drop_slot, list_slots};

@@ -15,6 +15,7 @@ use crate::decoder::LogicalDecoder;
 use crate::error::{Error, ErrorKind};
 use crate::event::Event;
 use crate::feedback::LsnFeedback;
+use crate::snapshot::{self, SnapshotJob};
 
 /// Whether the server streams large in-progress transactions (`streaming` option).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +101,16 @@ impl RetryPolicy {
     }
 }
 
+/// Drops `slot` (waiting while its old connection goes away, at most 10 s), ignoring
+/// failures: used when the initial snapshot of a new slot cannot complete.
+async fn drop_slot_best_effort(config: &Config, slot: &str) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        crate::slots::drop_slot(config, slot, true),
+    )
+    .await;
+}
+
 /// One undecoded XLogData message (raw mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawXLogData {
@@ -131,6 +142,7 @@ pub struct LogicalStreamBuilder {
     retry: RetryPolicy,
     auto_ack: bool,
     raw: bool,
+    initial_snapshot: bool,
     cancel: CancellationToken,
 }
 
@@ -150,6 +162,7 @@ impl fmt::Debug for LogicalStreamBuilder {
             .field("retry", &self.retry)
             .field("auto_ack", &self.auto_ack)
             .field("raw", &self.raw)
+            .field("initial_snapshot", &self.initial_snapshot)
             .finish_non_exhaustive()
     }
 }
@@ -237,6 +250,23 @@ impl LogicalStreamBuilder {
         self
     }
 
+    /// Managed initial snapshot: [`start`](Self::start) creates the slot (which must not
+    /// exist yet) with an exported snapshot, then the stream first hands out every row of
+    /// the publications' tables as [`EventKind::Read`](crate::EventKind::Read) events (read
+    /// in that snapshot on a second, ordinary connection), then an
+    /// [`EventKind::SnapshotComplete`](crate::EventKind::SnapshotComplete), then the changes
+    /// committed after the slot's consistent point: no row is missed or seen twice.
+    ///
+    /// The slot is permanent (created with `two_phase` when [`two_phase`](Self::two_phase)
+    /// is on, PostgreSQL 15+). If the snapshot fails or is cancelled, the slot is dropped
+    /// again (best effort), so that starting over takes a new snapshot. Rows are read as
+    /// the consumer asks for them (a small bounded queue), so memory stays bounded. Not
+    /// with [`raw`](Self::raw) mode. See the [manual](crate::manual#initial-snapshot).
+    pub fn initial_snapshot(mut self, on: bool) -> Self {
+        self.initial_snapshot = on;
+        self
+    }
+
     /// A token that stops the stream gracefully when cancelled (`next_event` then returns
     /// `Ok(None)`).
     pub fn cancellation_token(mut self, token: CancellationToken) -> Self {
@@ -259,6 +289,13 @@ impl LogicalStreamBuilder {
             LsnFeedback::new(start)
         };
         feedback.set_auto_ack(self.auto_ack);
+        let initial_snapshot = self.initial_snapshot;
+        if initial_snapshot && self.raw {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                "the initial snapshot hands out events: it cannot be used in raw mode",
+            ));
+        }
         let mut stream = LogicalStream {
             decoder: None,
             feedback,
@@ -266,8 +303,14 @@ impl LogicalStreamBuilder {
             done: false,
             settings: self,
             server_major: None,
+            snapshot: None,
+            pending_client: None,
         };
-        stream.connect().await?;
+        if initial_snapshot {
+            stream.start_snapshot().await?;
+        } else {
+            stream.connect().await?;
+        }
         Ok(stream)
     }
 }
@@ -302,6 +345,22 @@ pub struct LogicalStream {
     conn: Option<ReplicationStream>,
     done: bool,
     server_major: Option<u32>,
+    /// The running initial snapshot.
+    snapshot: Option<SnapshotTask>,
+    /// The replication connection that created the slot, idle until streaming starts.
+    pending_client: Option<Client>,
+}
+
+/// The initial snapshot running in its own task, feeding a bounded queue.
+struct SnapshotTask {
+    rx: tokio::sync::mpsc::Receiver<Event>,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl Drop for SnapshotTask {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl fmt::Debug for LogicalStream {
@@ -349,6 +408,7 @@ impl LogicalStream {
             retry: RetryPolicy::default(),
             auto_ack: false,
             raw: false,
+            initial_snapshot: false,
             cancel: CancellationToken::new(),
         }
     }
@@ -414,7 +474,10 @@ impl LogicalStream {
     async fn connect_once(&mut self) -> Result<(), walstream_conn::Error> {
         let mut config = self.settings.config.clone();
         config.set_replication(ReplicationMode::Logical);
-        let client = Client::connect(&config).await?;
+        let client = match self.pending_client.take() {
+            Some(c) => c,
+            None => Client::connect(&config).await?,
+        };
         let major = client.server_major_version();
         self.server_major = major;
         let version = self.settings.proto_version.unwrap_or(match major {
@@ -470,6 +533,103 @@ impl LogicalStream {
                 () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// Creates the slot with an exported snapshot and starts copying in a task.
+    async fn start_snapshot(&mut self) -> Result<(), Error> {
+        use walstream_conn::{CreateSlotOptions, SnapshotAction};
+        let mut config = self.settings.config.clone();
+        config.set_replication(ReplicationMode::Logical);
+        let mut client = Client::connect(&config).await?;
+        self.server_major = client.server_major_version();
+        let opts = CreateSlotOptions::logical("pgoutput")
+            .snapshot(SnapshotAction::Export)
+            .two_phase(self.settings.two_phase);
+        let created = client
+            .create_replication_slot(&self.settings.slot, &opts)
+            .await
+            .map_err(|e| {
+                if e.code().is_some_and(|c| c.code() == "42710") {
+                    Error::with_source(
+                        ErrorKind::Usage,
+                        format!(
+                            "slot {:?} already exists: an initial snapshot needs a new slot \
+                             (stream from the existing slot without it, or drop the slot)",
+                            self.settings.slot
+                        ),
+                        e,
+                    )
+                } else {
+                    Error::from(e)
+                }
+            })?;
+        let (Some(consistent_point), Some(snapshot_name)) =
+            (created.consistent_point, created.snapshot_name)
+        else {
+            client.close().await;
+            drop_slot_best_effort(&self.settings.config, &self.settings.slot).await;
+            return Err(Error::protocol(
+                "CREATE_REPLICATION_SLOT did not export a snapshot",
+            ));
+        };
+        // The snapshot lives while this connection stays idle: keep it for START_REPLICATION.
+        self.pending_client = Some(client);
+        let job = SnapshotJob {
+            config: self.settings.config.clone(),
+            slot: self.settings.slot.clone(),
+            publications: self.settings.publications.clone(),
+            snapshot_name,
+            consistent_point,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(snapshot::CHANNEL_ROWS);
+        let task = tokio::spawn(snapshot::run(job, tx));
+        self.snapshot = Some(SnapshotTask { rx, task });
+        Ok(())
+    }
+
+    /// The next snapshot event; `None` once the snapshot is complete (streaming follows).
+    /// On failure or cancellation the slot is dropped.
+    async fn next_snapshot_event(&mut self) -> Result<Option<Event>, Error> {
+        let Some(snap) = self.snapshot.as_mut() else {
+            return Ok(None);
+        };
+        let cancel = self.settings.cancel.clone();
+        let got = tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                self.abandon_snapshot().await;
+                self.done = true;
+                return Ok(None);
+            }
+            ev = snap.rx.recv() => ev,
+        };
+        if let Some(ev) = got {
+            return Ok(Some(ev));
+        }
+        // The queue closed: the task finished (or failed).
+        let result = match (&mut snap.task).await {
+            Ok(r) => r,
+            Err(e) => Err(Error::new(
+                ErrorKind::Connection,
+                format!("the snapshot task failed: {e}"),
+            )),
+        };
+        self.snapshot = None;
+        if let Err(e) = result {
+            self.abandon_snapshot().await;
+            self.done = true;
+            return Err(e);
+        }
+        Ok(None)
+    }
+
+    /// Stops a running snapshot and drops its slot (the snapshot cannot be resumed).
+    async fn abandon_snapshot(&mut self) {
+        self.snapshot = None;
+        if let Some(c) = self.pending_client.take() {
+            c.close().await;
+        }
+        drop_slot_best_effort(&self.settings.config, &self.settings.slot).await;
     }
 
     /// After a lost connection: drop it and reconnect (the decoder resumes on connect).
@@ -549,6 +709,14 @@ impl LogicalStream {
                 "the stream is in raw mode: use next_raw",
             ));
         }
+        if self.snapshot.is_some() {
+            if let Some(ev) = self.next_snapshot_event().await? {
+                return Ok(Some(ev));
+            }
+            if self.done {
+                return Ok(None);
+            }
+        }
         loop {
             if let Some(ev) = self.decoder.as_mut().and_then(LogicalDecoder::poll_event) {
                 return Ok(Some(ev));
@@ -616,6 +784,12 @@ impl LogicalStream {
     /// return `Ok(None)`.
     pub async fn shutdown(&mut self) -> Result<(), Error> {
         self.done = true;
+        if self.snapshot.is_some() {
+            self.abandon_snapshot().await;
+        }
+        if let Some(c) = self.pending_client.take() {
+            c.close().await;
+        }
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
         };
@@ -716,6 +890,8 @@ mod tests {
             conn: None,
             done: false,
             server_major: None,
+            snapshot: None,
+            pending_client: None,
         };
         let opts = s.plugin_options(4);
         let opts: Vec<(&str, &str)> = opts.iter().map(|(k, v)| (*k, v.as_str())).collect();
