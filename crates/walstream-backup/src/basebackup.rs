@@ -20,9 +20,9 @@ use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::compress::GzipSink;
+use crate::compress::Codec;
 use crate::error::{Error, TarError};
-use crate::manifest::{ChecksumAlgorithm, MANIFEST_FILE};
+use crate::manifest::{ChecksumAlgorithm, MANIFEST_FILE, VerifyOptions, verify_backup_with};
 use crate::tar::{ArchiveSink, DirExtractor, RawArchiveWriter, TarExtractor};
 
 /// The marker file present in a backup directory from its creation until the backup is
@@ -231,14 +231,24 @@ pub struct TablespaceInfo {
 }
 
 /// Progress of a running backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// On PostgreSQL 15 and later the byte counts are the server's (uncompressed archive data,
+/// also with server-side compression); on 14 they count the tar bytes received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Progress {
-    /// Archive bytes received so far (server-reported on 15+ when available).
+    /// Archive bytes done so far, all tablespaces.
     pub bytes_done: u64,
-    /// The estimated total, with `PROGRESS`.
+    /// The estimated total of all tablespaces, with `PROGRESS`.
     pub bytes_total: Option<u64>,
-    /// Index of the archive being received (0 = main data directory on 14).
+    /// Index of the archive being received, in the order the server sends them (the
+    /// main data directory comes last).
     pub archive: usize,
+    /// The tablespace of that archive: its OID, `None` for the main data directory.
+    pub tablespace: Option<u32>,
+    /// Bytes done in this archive.
+    pub archive_bytes_done: u64,
+    /// The estimated size of this tablespace, with `PROGRESS`.
+    pub archive_bytes_total: Option<u64>,
 }
 
 /// What receives a backup: archives, the manifest and progress.
@@ -276,6 +286,10 @@ pub struct BackupStreamDecoder {
     part: Part,
     archives: usize,
     bytes_done: u64,
+    /// `bytes_done` when the current archive began.
+    archive_start: u64,
+    /// The tablespace row of the current archive.
+    current_ts: Option<usize>,
     manifest_expected: bool,
 }
 
@@ -290,6 +304,8 @@ impl BackupStreamDecoder {
             part: Part::None,
             archives: 0,
             bytes_done: 0,
+            archive_start: 0,
+            current_ts: None,
             manifest_expected: manifest,
         }
     }
@@ -326,11 +342,24 @@ impl BackupStreamDecoder {
     }
 
     fn report(&self, target: &mut dyn BackupTarget) {
+        let ts = self.current_ts.and_then(|i| self.tablespaces.get(i));
         target.progress(Progress {
             bytes_done: self.bytes_done,
             bytes_total: self.total(),
             archive: self.archives.saturating_sub(1),
+            tablespace: ts.and_then(|t| t.oid),
+            archive_bytes_done: self.bytes_done.saturating_sub(self.archive_start),
+            archive_bytes_total: ts
+                .and_then(|t| t.size_kb)
+                .and_then(|kb| kb.checked_mul(1024)),
         });
+    }
+
+    /// An archive begins: remember where, for per-archive progress.
+    fn start_archive(&mut self, ts: Option<usize>) {
+        self.archives += 1;
+        self.archive_start = self.bytes_done;
+        self.current_ts = ts;
     }
 
     /// A CopyOutResponse arrived.
@@ -350,9 +379,11 @@ impl BackupStreamDecoder {
                 .oid
                 .map_or_else(|| "base.tar".to_owned(), |o| format!("{o}.tar"));
             let location = ts.location.clone();
-            self.archives += 1;
+            self.start_archive(Some(index));
             self.part = Part::Archive;
-            target.begin_archive(&name, location.as_deref())
+            target.begin_archive(&name, location.as_deref())?;
+            self.report(target);
+            Ok(())
         } else if index == self.tablespaces.len() && self.manifest_expected {
             self.part = Part::Manifest;
             target.begin_manifest()
@@ -404,9 +435,16 @@ impl BackupStreamDecoder {
                 if body.last() != Some(&0) || parts.count() != 1 {
                     return Err(Error::Protocol("malformed new-archive message".into()));
                 }
-                self.archives += 1;
+                let location = (!loc.is_empty()).then_some(loc);
+                let ts = self
+                    .tablespaces
+                    .iter()
+                    .position(|t| t.location.as_deref() == location);
+                self.start_archive(ts);
                 self.part = Part::Archive;
-                target.begin_archive(name, (!loc.is_empty()).then_some(loc))
+                target.begin_archive(name, location)?;
+                self.report(target);
+                Ok(())
             }
             b'm' => {
                 self.end_part(target)?;
@@ -456,21 +494,48 @@ pub enum Format {
     Tar,
 }
 
+/// The name `backup_label` is extracted under until the backup is complete, so that an
+/// interrupted plain-format backup never looks like a valid one.
+pub const PENDING_LABEL: &str = "backup_label.walstream-pending";
+
+/// The name the manifest is written under until the backup is complete.
+const PENDING_MANIFEST: &str = "backup_manifest.walstream-pending";
+
+/// A progress callback.
+pub type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
+
 /// A [`BackupTarget`] writing into a local directory, plain or tar format.
 ///
 /// The directory must be missing or empty. [`INCOMPLETE_MARKER`] is written into it before
 /// anything else and removed only by [`DirectoryTarget::complete`], after every archive
-/// and the manifest were written and everything was fsynced: a directory that still holds
-/// the marker is an interrupted backup.
-#[derive(Debug)]
+/// and the manifest were written, verified (when asked) and fsynced: a directory that still
+/// holds the marker is an interrupted backup. Until then `backup_label` is extracted as
+/// [`PENDING_LABEL`] and the manifest kept under a temporary name, so an interrupted
+/// directory never looks like a valid backup to PostgreSQL or `pg_verifybackup` either.
 pub struct DirectoryTarget {
     root: PathBuf,
     format: Format,
     mapping: Vec<(String, PathBuf)>,
     current: Option<Box<dyn ArchiveSink>>,
     manifest: Option<File>,
+    manifest_written: bool,
     progress: Option<Progress>,
-    on_progress: Option<fn(Progress)>,
+    on_progress: Option<ProgressFn>,
+    verify: Option<VerifyOptions>,
+}
+
+impl std::fmt::Debug for DirectoryTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryTarget")
+            .field("root", &self.root)
+            .field("format", &self.format)
+            .field("mapping", &self.mapping)
+            .field("current", &self.current)
+            .field("manifest_written", &self.manifest_written)
+            .field("progress", &self.progress)
+            .field("verify", &self.verify)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DirectoryTarget {
@@ -509,8 +574,10 @@ impl DirectoryTarget {
             mapping: Vec::new(),
             current: None,
             manifest: None,
+            manifest_written: false,
             progress: None,
             on_progress: None,
+            verify: None,
         })
     }
 
@@ -523,8 +590,18 @@ impl DirectoryTarget {
 
     /// Calls `f` on every progress report.
     #[must_use]
-    pub fn on_progress(mut self, f: fn(Progress)) -> Self {
-        self.on_progress = Some(f);
+    pub fn on_progress(mut self, f: impl FnMut(&Progress) + Send + 'static) -> Self {
+        self.on_progress = Some(Box::new(f));
+        self
+    }
+
+    /// Verifies a plain-format backup against its manifest in
+    /// [`DirectoryTarget::complete`] (like `pg_verifybackup`, see [`verify_backup_with`]);
+    /// a backup with problems stays marked incomplete and `complete` fails with
+    /// [`Error::Verification`].
+    #[must_use]
+    pub fn verify(mut self, options: VerifyOptions) -> Self {
+        self.verify = Some(options);
         self
     }
 
@@ -538,6 +615,16 @@ impl DirectoryTarget {
         &self.root
     }
 
+    /// The storage format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The tablespace mappings (old location, new location).
+    pub fn tablespace_mappings(&self) -> &[(String, PathBuf)] {
+        &self.mapping
+    }
+
     fn mapped(&self, location: &str) -> PathBuf {
         self.mapping
             .iter()
@@ -545,15 +632,67 @@ impl DirectoryTarget {
             .map_or_else(|| PathBuf::from(location), |(_, n)| n.clone())
     }
 
-    /// Finishes the backup: fsyncs every file (following tablespace links) and removes the
-    /// incomplete marker, last.
+    /// Finishes the backup: puts `backup_label` and `backup_manifest` in place, verifies
+    /// the backup when [`DirectoryTarget::verify`] was called, fsyncs every file (following
+    /// tablespace links) and removes the incomplete marker, last.
+    ///
+    /// On failure the directory stays marked incomplete, without `backup_label` and
+    /// `backup_manifest`.
     pub fn complete(self) -> Result<PathBuf, Error> {
-        if self.current.is_some() {
+        if self.current.is_some() || self.manifest.is_some() {
             return Err(Error::Protocol(
                 "backup completed with an archive still open".into(),
             ));
         }
-        sync_tree(&self.root)?;
+        let label = self.root.join("backup_label");
+        let pending_label = self.root.join(PENDING_LABEL);
+        let has_label = pending_label.exists();
+        let manifest = self.root.join(MANIFEST_FILE);
+        let pending_manifest = self.root.join(PENDING_MANIFEST);
+        let undo = || {
+            // Best effort: the marker stays in any case.
+            if has_label {
+                let _ = fs::rename(&label, &pending_label);
+            }
+            let _ = fs::rename(&manifest, &pending_manifest);
+        };
+        if has_label {
+            fs::rename(&pending_label, &label)
+                .map_err(|e| Error::io("renaming backup_label", &label, e))?;
+        }
+        if self.manifest_written {
+            if let Err(e) = fs::rename(&pending_manifest, &manifest) {
+                undo();
+                return Err(Error::io("renaming the manifest", &manifest, e));
+            }
+        }
+        if let (Some(options), Format::Plain) = (&self.verify, self.format) {
+            if !self.manifest_written {
+                undo();
+                return Err(Error::Protocol(
+                    "verification requested but the server sent no manifest".into(),
+                ));
+            }
+            let mut options = options.clone();
+            options.ignore.push(INCOMPLETE_MARKER.to_owned());
+            let report = match verify_backup_with(&self.root, &options) {
+                Ok(r) => r,
+                Err(e) => {
+                    undo();
+                    return Err(e);
+                }
+            };
+            if !report.is_ok() {
+                undo();
+                return Err(Error::Verification {
+                    problems: report.problems,
+                });
+            }
+        }
+        if let Err(e) = sync_tree(&self.root) {
+            undo();
+            return Err(e);
+        }
         let marker = self.root.join(INCOMPLETE_MARKER);
         fs::remove_file(&marker)
             .map_err(|e| Error::io("removing the incomplete marker", &marker, e))?;
@@ -586,18 +725,14 @@ pub fn sync_tree(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn codec(name: &str) -> Result<Option<&'static str>, Error> {
-    Ok(if name.ends_with(".tar") {
-        None
-    } else if name.ends_with(".gz") {
-        Some("gzip")
-    } else if name.ends_with(".lz4") || name.ends_with(".zst") {
-        return Err(Error::Unsupported(format!(
-            "extracting {name}: only gzip server compression is decoded (use -Ft style or gzip)"
-        )));
-    } else {
-        return Err(Error::Protocol(format!("unexpected archive name {name:?}")));
-    })
+fn codec(name: &str) -> Result<Option<Codec>, Error> {
+    if name.ends_with(".tar") {
+        return Ok(None);
+    }
+    match Codec::from_archive_name(name) {
+        Some(c) if name.contains(".tar.") => Ok(Some(c)),
+        _ => Err(Error::Protocol(format!("unexpected archive name {name:?}"))),
+    }
 }
 
 impl BackupTarget for DirectoryTarget {
@@ -607,6 +742,9 @@ impl BackupTarget for DirectoryTarget {
                 path: name.to_owned(),
             }
             .into());
+        }
+        if self.current.is_some() {
+            return Err(Error::Protocol("an archive began inside another".into()));
         }
         let sink: Box<dyn ArchiveSink> = match self.format {
             Format::Tar => {
@@ -620,11 +758,12 @@ impl BackupTarget for DirectoryTarget {
                     for (o, n) in &self.mapping {
                         ex.map_tablespace(o.clone(), n.clone());
                     }
+                    ex.rename_member("backup_label", PENDING_LABEL)?;
                 }
-                let tar = TarExtractor::with_extractor(ex);
+                let tar: Box<dyn ArchiveSink> = Box::new(TarExtractor::with_extractor(ex));
                 match codec(name)? {
-                    None => Box::new(tar),
-                    Some(_) => Box::new(GzipSink::new(tar)),
+                    None => tar,
+                    Some(c) => c.decoder(tar),
                 }
             }
         };
@@ -647,14 +786,14 @@ impl BackupTarget for DirectoryTarget {
     }
 
     fn begin_manifest(&mut self) -> Result<(), Error> {
-        let path = self.root.join(format!("{MANIFEST_FILE}.tmp"));
+        let path = self.root.join(PENDING_MANIFEST);
         self.manifest =
             Some(File::create(&path).map_err(|e| Error::io("creating the manifest", &path, e))?);
         Ok(())
     }
 
     fn manifest_data(&mut self, data: &[u8]) -> Result<(), Error> {
-        let path = self.root.join(format!("{MANIFEST_FILE}.tmp"));
+        let path = self.root.join(PENDING_MANIFEST);
         match &mut self.manifest {
             Some(f) => f
                 .write_all(data)
@@ -664,20 +803,19 @@ impl BackupTarget for DirectoryTarget {
     }
 
     fn end_manifest(&mut self) -> Result<(), Error> {
-        let tmp = self.root.join(format!("{MANIFEST_FILE}.tmp"));
+        let path = self.root.join(PENDING_MANIFEST);
         if let Some(f) = self.manifest.take() {
             f.sync_all()
-                .map_err(|e| Error::io("syncing the manifest", &tmp, e))?;
-            let done = self.root.join(MANIFEST_FILE);
-            fs::rename(&tmp, &done).map_err(|e| Error::io("renaming the manifest", &done, e))?;
+                .map_err(|e| Error::io("syncing the manifest", &path, e))?;
+            self.manifest_written = true;
         }
         Ok(())
     }
 
     fn progress(&mut self, progress: Progress) {
         self.progress = Some(progress);
-        if let Some(f) = self.on_progress {
-            f(progress);
+        if let Some(f) = &mut self.on_progress {
+            f(&progress);
         }
     }
 }

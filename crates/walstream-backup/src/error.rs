@@ -32,6 +32,19 @@ pub enum Error {
     /// The request cannot be made to this server or is not implemented.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The connection to the server failed, or the server reported an error (its SQLSTATE
+    /// and message are in the [`walstream_conn::Error`]).
+    #[error(transparent)]
+    Conn(#[from] walstream_conn::Error),
+    /// The finished backup does not match its manifest.
+    #[error("the backup does not match its manifest: {}", problems.first().map_or_else(String::new, ToString::to_string))]
+    Verification {
+        /// Everything found wrong.
+        problems: Vec<crate::manifest::Problem>,
+    },
+    /// The WAL streamed for the backup (`-X stream`) failed.
+    #[error("streaming the WAL of the backup failed: {0}")]
+    WalStream(Box<Self>),
     /// A local file-system operation failed.
     #[error("{context}: {path}")]
     Io {

@@ -24,6 +24,7 @@
 
 mod basebackup;
 mod compress;
+mod driver;
 mod error;
 mod manifest;
 mod tar;
@@ -31,9 +32,11 @@ mod wal;
 
 pub use basebackup::{
     BackupStreamDecoder, BackupTarget, BackupTargetKind, BaseBackupOptions, CheckpointMode,
-    DirectoryTarget, Format, INCOMPLETE_MARKER, ManifestMode, Progress, TablespaceInfo, sync_tree,
+    DirectoryTarget, Format, INCOMPLETE_MARKER, ManifestMode, PENDING_LABEL, Progress, ProgressFn,
+    TablespaceInfo, sync_tree,
 };
-pub use compress::GzipSink;
+pub use compress::{Codec, GzipSink};
+pub use driver::{BackupResult, BaseBackup, WalMethod, WalStream};
 pub use error::{Error, ManifestError, TarError, WalError};
 pub use manifest::{
     Checksum, ChecksumAlgorithm, DEFAULT_IGNORED, MANIFEST_FILE, Manifest, ManifestFile, Problem,

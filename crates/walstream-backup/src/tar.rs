@@ -595,6 +595,7 @@ pub fn safe_relative_path(name: &str) -> Result<PathBuf, TarError> {
 pub struct DirExtractor {
     root: PathBuf,
     mapping: HashMap<String, PathBuf>,
+    renames: HashMap<PathBuf, PathBuf>,
     symlinks: Vec<PathBuf>,
     current: Option<(File, PathBuf, u32)>,
     files: u64,
@@ -610,6 +611,7 @@ impl DirExtractor {
         Ok(Self {
             root,
             mapping: HashMap::new(),
+            renames: HashMap::new(),
             symlinks: Vec::new(),
             current: None,
             files: 0,
@@ -620,6 +622,17 @@ impl DirExtractor {
     /// Makes a tablespace symlink pointing at `old` point at `new` instead.
     pub fn map_tablespace(&mut self, old: impl Into<String>, new: impl Into<PathBuf>) {
         self.mapping.insert(old.into(), new.into());
+    }
+
+    /// Stores the member `name` (a path relative to the archive root) as `stored_as`
+    /// instead, e.g. to keep `backup_label` out of sight until a backup is complete.
+    /// Names are compared after [`safe_relative_path`]; `stored_as` must be a safe
+    /// relative path too.
+    pub fn rename_member(&mut self, name: &str, stored_as: &str) -> Result<(), TarError> {
+        let from = safe_relative_path(name)?;
+        let to = safe_relative_path(stored_as)?;
+        self.renames.insert(from, to);
+        Ok(())
     }
 
     /// The target directory.
@@ -645,7 +658,10 @@ impl DirExtractor {
             }
             .into());
         }
-        Ok(self.root.join(rel))
+        match self.renames.get(&rel) {
+            Some(to) => Ok(self.root.join(to)),
+            None => Ok(self.root.join(rel)),
+        }
     }
 
     fn ensure_parent(path: &Path) -> Result<(), Error> {

@@ -95,7 +95,10 @@ fn modern_stream_extracts_archives_and_writes_manifest() {
         Some(Progress {
             bytes_done: 1024,
             bytes_total: Some(3072),
-            archive: 0
+            archive: 0,
+            tablespace: Some(16384),
+            archive_bytes_done: 1024,
+            archive_bytes_total: Some(1024),
         })
     );
     dec.copy_data(&msg(b'n', b"base.tar\0\0"), &mut target)
@@ -182,7 +185,7 @@ fn interrupted_backup_stays_marked_and_bad_streams_fail() {
     ] {
         assert!(dec.copy_data(bad, &mut target).is_err(), "{bad:?}");
     }
-    dec.copy_data(&msg(b'n', b"base.tar.lz4\0\0"), &mut target)
+    dec.copy_data(&msg(b'n', b"base.tar.bz2\0\0"), &mut target)
         .unwrap_err();
     assert!(dec.copy_start(&mut target).is_err());
     let mut d14 = BackupStreamDecoder::new(14, false);

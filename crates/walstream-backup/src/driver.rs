@@ -1,0 +1,594 @@
+//! The async driver of `BASE_BACKUP`: sends the command in the server's syntax, feeds the
+//! answer through [`BackupStreamDecoder`] into a [`BackupTarget`] as it arrives, and
+//! streams the backup's WAL over a second connection when asked (`-X stream`).
+//!
+//! Memory stays flat: every CopyData message goes straight to the target (extraction,
+//! decompression or a file) and is dropped; nothing is accumulated.
+//!
+//! # Interruption
+//!
+//! Any failure — the connection dropping, the server reporting an error, the target
+//! failing, the WAL stream failing — ends [`BaseBackup::run`] with a typed [`Error`]
+//! ([`Error::Conn`] for the connection and the server, with the SQLSTATE when the server
+//! sent one). Dropping the future cancels the backup. Either way a [`DirectoryTarget`]
+//! keeps its [`INCOMPLETE_MARKER`](crate::INCOMPLETE_MARKER) and has neither
+//! `backup_label` nor `backup_manifest`. The [`Client`] is broken after an interruption
+//! (see [`walstream_conn::CopyOutStream`]) unless the server itself reported the error.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use walstream_conn::{Client, Config, CopyOutItem, CreateSlotOptions, ResultSet};
+use walstream_proto::{Lsn, ReplicationMessage, TimelineId};
+
+use crate::basebackup::{
+    BackupStreamDecoder, BackupTarget, BaseBackupOptions, DirectoryTarget, Format, ManifestMode,
+    Progress, ProgressFn, TablespaceInfo,
+};
+use crate::error::Error;
+use crate::manifest::VerifyOptions;
+use crate::wal::{PARTIAL_SUFFIX, WalWriter};
+
+/// How the WAL needed to restore the backup is obtained (`pg_basebackup -X`).
+#[derive(Debug, Clone, Default)]
+pub enum WalMethod {
+    /// No WAL: the backup needs a WAL archive to be restored.
+    None,
+    /// The server adds the WAL to the main archive at the end of the backup (`WAL`
+    /// option); the server must keep it until then (`wal_keep_size` or a slot).
+    #[default]
+    Fetch,
+    /// A second connection streams the WAL into `pg_wal` while the backup runs.
+    Stream(Box<WalStream>),
+}
+
+/// Settings of the second, WAL-streaming connection of [`WalMethod::Stream`].
+#[derive(Debug, Clone)]
+pub struct WalStream {
+    config: Config,
+    slot: Option<String>,
+    temporary_slot: bool,
+    dir: Option<PathBuf>,
+    status_interval: Duration,
+}
+
+impl WalStream {
+    /// Streams over a connection made with `config` (it must allow physical replication:
+    /// `replication=true`). Without [`WalStream::slot`], a temporary physical slot keeps
+    /// the WAL on the server while the backup runs, like `pg_basebackup`.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            slot: None,
+            temporary_slot: true,
+            dir: None,
+            status_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Streams from this existing physical slot instead of a temporary one.
+    #[must_use]
+    pub fn slot(mut self, name: impl Into<String>) -> Self {
+        self.slot = Some(name.into());
+        self
+    }
+
+    /// Streams without any slot (the server may remove WAL the backup needs).
+    #[must_use]
+    pub fn without_slot(mut self) -> Self {
+        self.slot = None;
+        self.temporary_slot = false;
+        self
+    }
+
+    /// Writes the segments into `dir` (by default `pg_wal` of the
+    /// [`DirectoryTarget`]; required with other targets).
+    #[must_use]
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+}
+
+/// What a finished backup reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupResult {
+    /// The server's major version.
+    pub server_major: u32,
+    /// Where the backup's WAL starts (the checkpoint's redo position).
+    pub start_lsn: Lsn,
+    /// The timeline at the start.
+    pub start_timeline: TimelineId,
+    /// Where the WAL needed for consistency ends.
+    pub end_lsn: Lsn,
+    /// The timeline at the end.
+    pub end_timeline: TimelineId,
+    /// The tablespaces, as the server announced them (the main directory last).
+    pub tablespaces: Vec<TablespaceInfo>,
+    /// How many archives were received.
+    pub archives: usize,
+    /// With [`WalMethod::Stream`]: the end of the WAL written to `pg_wal`.
+    pub wal_streamed_to: Option<Lsn>,
+    /// The last progress report.
+    pub last_progress: Option<Progress>,
+}
+
+/// A `BASE_BACKUP` run; see the module docs.
+///
+/// ```no_run
+/// use walstream_backup::{BaseBackup, BaseBackupOptions, CheckpointMode, DirectoryTarget, Format};
+/// use walstream_conn::{Client, Config};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let config: Config = "host=db user=repl replication=true".parse()?;
+/// let mut client = Client::connect(&config).await?;
+/// let options = BaseBackupOptions {
+///     checkpoint: CheckpointMode::Fast,
+///     progress: true,
+///     ..BaseBackupOptions::default()
+/// };
+/// let target = DirectoryTarget::create("/backups/today", Format::Plain)?;
+/// let (result, dir) = BaseBackup::new(options)
+///     .on_progress(|p| eprintln!("{} of {:?} bytes", p.bytes_done, p.bytes_total))
+///     .run_to_directory(&mut client, target)
+///     .await?;
+/// println!("backup in {} ends at {}", dir.display(), result.end_lsn);
+/// # Ok(()) }
+/// ```
+pub struct BaseBackup {
+    options: BaseBackupOptions,
+    wal: WalMethod,
+    idle_timeout: Option<Duration>,
+    on_progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for BaseBackup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaseBackup")
+            .field("options", &self.options)
+            .field("wal", &self.wal)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Forwards to the caller's target and taps the progress reports.
+struct Tap<'a> {
+    inner: &'a mut (dyn BackupTarget + Send),
+    on_progress: Option<&'a mut ProgressFn>,
+    last: Option<Progress>,
+}
+
+impl BackupTarget for Tap<'_> {
+    fn begin_archive(&mut self, name: &str, location: Option<&str>) -> Result<(), Error> {
+        self.inner.begin_archive(name, location)
+    }
+    fn archive_data(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.inner.archive_data(data)
+    }
+    fn end_archive(&mut self) -> Result<(), Error> {
+        self.inner.end_archive()
+    }
+    fn begin_manifest(&mut self) -> Result<(), Error> {
+        self.inner.begin_manifest()
+    }
+    fn manifest_data(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.inner.manifest_data(data)
+    }
+    fn end_manifest(&mut self) -> Result<(), Error> {
+        self.inner.end_manifest()
+    }
+    fn progress(&mut self, progress: Progress) {
+        self.last = Some(progress);
+        if let Some(f) = &mut self.on_progress {
+            f(&progress);
+        }
+        self.inner.progress(progress);
+    }
+}
+
+/// A position result set (`recptr`, `tli`).
+fn position(set: &ResultSet, what: &str) -> Result<(Lsn, TimelineId), Error> {
+    let bad = || Error::Protocol(format!("BASE_BACKUP {what} position: malformed result"));
+    let [row] = set.rows() else {
+        return Err(bad());
+    };
+    let lsn = row.get(0).and_then(|s| s.parse::<Lsn>().ok()).ok_or_else(bad)?;
+    let tli = row
+        .get(1)
+        .and_then(|s| s.parse::<u32>().ok())
+        .map(TimelineId)
+        .ok_or_else(bad)?;
+    Ok((lsn, tli))
+}
+
+/// Parses a `SHOW wal_segment_size` answer (`16MB`, `1GB`, `1048576`).
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+impl BaseBackup {
+    /// A backup with these options; the WAL method defaults to [`WalMethod::Fetch`] (which
+    /// overrides [`BaseBackupOptions::wal`]).
+    pub fn new(options: BaseBackupOptions) -> Self {
+        Self {
+            options,
+            wal: WalMethod::Fetch,
+            idle_timeout: Some(Duration::from_secs(600)),
+            on_progress: None,
+        }
+    }
+
+    /// Chooses how the WAL is obtained.
+    #[must_use]
+    pub fn wal_method(mut self, wal: WalMethod) -> Self {
+        self.wal = wal;
+        self
+    }
+
+    /// Calls `f` on every progress report (bytes done and the estimated total, overall
+    /// and per tablespace; totals need [`BaseBackupOptions::progress`]).
+    #[must_use]
+    pub fn on_progress(mut self, f: impl FnMut(&Progress) + Send + 'static) -> Self {
+        self.on_progress = Some(Box::new(f));
+        self
+    }
+
+    /// Fails when the server sends nothing for this long (default 10 minutes; `None`
+    /// waits forever). A spread checkpoint can take minutes before the first byte.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The options as they will be sent (the WAL method applied).
+    pub fn options(&self) -> BaseBackupOptions {
+        let mut o = self.options.clone();
+        o.wal = matches!(self.wal, WalMethod::Fetch);
+        o
+    }
+
+    /// Takes the backup into a [`DirectoryTarget`], then completes it: for plain format
+    /// the backup is verified against its manifest first (WAL presence included unless
+    /// [`WalMethod::None`]); the directory is then fsynced and its incomplete marker
+    /// removed. With [`WalMethod::Stream`] the WAL goes to `pg_wal` below the directory
+    /// unless [`WalStream::dir`] says otherwise. Returns the result and the directory.
+    ///
+    /// On any error the directory stays marked incomplete (see the module docs).
+    pub async fn run_to_directory(
+        &mut self,
+        client: &mut Client,
+        target: DirectoryTarget,
+    ) -> Result<(BackupResult, PathBuf), Error> {
+        let mut target = target;
+        if target.format() == Format::Plain
+            && self.options.tablespace_map
+            && !target.tablespace_mappings().is_empty()
+        {
+            return Err(Error::Unsupported(
+                "TABLESPACE_MAP with tablespace mapping in plain format: the map file would \
+                 point at the old locations"
+                    .into(),
+            ));
+        }
+        if let WalMethod::Stream(s) = &mut self.wal {
+            if s.dir.is_none() {
+                s.dir = Some(target.root().join("pg_wal"));
+            }
+        }
+        if target.format() == Format::Plain && self.options.manifest != ManifestMode::No {
+            let options = VerifyOptions {
+                check_wal: !matches!(self.wal, WalMethod::None),
+                ..VerifyOptions::default()
+            };
+            target = target.verify(options);
+        }
+        let result = self.run(client, &mut target).await?;
+        // Verification and fsync read and sync the whole tree: off the async threads.
+        let dir = tokio::task::spawn_blocking(move || target.complete())
+            .await
+            .map_err(|e| Error::Protocol(format!("completing the backup failed: {e}")))??;
+        Ok((result, dir))
+    }
+
+    /// Takes the backup into any [`BackupTarget`]. With [`WalMethod::Stream`] the WAL
+    /// directory must be set with [`WalStream::dir`].
+    pub async fn run(
+        &mut self,
+        client: &mut Client,
+        target: &mut (dyn BackupTarget + Send),
+    ) -> Result<BackupResult, Error> {
+        let major = client.server_major_version().ok_or_else(|| {
+            Error::Unsupported("the server did not report its version".into())
+        })?;
+        if self.options.incremental {
+            return Err(Error::Unsupported(
+                "INCREMENTAL needs UPLOAD_MANIFEST (COPY IN), which walstream-conn does not \
+                 support yet"
+                    .into(),
+            ));
+        }
+        let options = self.options();
+        let command = options.command(major)?;
+        let stream_setup = match &self.wal {
+            WalMethod::Stream(s) => {
+                let dir = s.dir.clone().ok_or_else(|| {
+                    Error::Unsupported("streaming WAL needs a directory (WalStream::dir)".into())
+                })?;
+                let text = client.show("wal_segment_size").await?;
+                let segment_size = parse_size(&text).ok_or_else(|| {
+                    Error::Protocol(format!("cannot parse wal_segment_size {text:?}"))
+                })?;
+                Some(((**s).clone(), dir, segment_size))
+            }
+            _ => None,
+        };
+        tracing::debug!(%command, "starting base backup");
+
+        let mut decoder =
+            BackupStreamDecoder::new(major, options.manifest != ManifestMode::No);
+        let mut tap = Tap {
+            inner: target,
+            on_progress: self.on_progress.as_mut(),
+            last: None,
+        };
+        let (end_tx, end_rx) = watch::channel(None::<Lsn>);
+        let mut streamer: Option<tokio::task::JoinHandle<Result<Lsn, Error>>> = None;
+        let outcome = async {
+            let mut stream = client.base_backup(&command).await?;
+            stream.set_idle_timeout(self.idle_timeout);
+            let mut start = None;
+            let mut end = None;
+            let mut sets = 0usize;
+            while let Some(item) = stream.next().await? {
+                match item {
+                    CopyOutItem::ResultSet(set) => {
+                        if set.columns().is_empty() {
+                            // A bare command tag.
+                            continue;
+                        }
+                        sets += 1;
+                        match sets {
+                            1 => {
+                                let (lsn, tli) = position(&set, "start")?;
+                                start = Some((lsn, tli));
+                                if let Some((s, dir, segment_size)) = &stream_setup {
+                                    let job = StreamJob {
+                                        settings: s.clone(),
+                                        dir: dir.clone(),
+                                        segment_size: *segment_size,
+                                        start: lsn,
+                                        timeline: tli,
+                                    };
+                                    streamer =
+                                        Some(tokio::spawn(stream_wal(job, end_rx.clone())));
+                                }
+                            }
+                            2 => {
+                                for row in set.rows() {
+                                    let cols: Vec<Option<&str>> =
+                                        (0..row.len()).map(|i| row.get(i)).collect();
+                                    decoder.tablespace_row(&cols)?;
+                                }
+                            }
+                            3 => end = Some(position(&set, "end")?),
+                            _ => {
+                                return Err(Error::Protocol(
+                                    "unexpected result set after BASE_BACKUP".into(),
+                                ));
+                            }
+                        }
+                    }
+                    CopyOutItem::CopyStart(_) => decoder.copy_start(&mut tap)?,
+                    CopyOutItem::CopyData(data) => decoder.copy_data(&data, &mut tap)?,
+                    CopyOutItem::CopyEnd => decoder.copy_done(&mut tap)?,
+                    _ => {
+                        return Err(Error::Protocol("unexpected item in BASE_BACKUP".into()));
+                    }
+                }
+            }
+            let (Some(start), Some(end)) = (start, end) else {
+                return Err(Error::Protocol(
+                    "BASE_BACKUP ended without its start and end positions".into(),
+                ));
+            };
+            Ok((start, end))
+        }
+        .await;
+        let ((start_lsn, start_timeline), (end_lsn, end_timeline)) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(h) = streamer {
+                    h.abort();
+                }
+                return Err(e);
+            }
+        };
+        let wal_streamed_to = match streamer {
+            Some(h) => {
+                // The streamer stops once it has written everything up to the end.
+                let _ = end_tx.send(Some(end_lsn));
+                let written = h
+                    .await
+                    .map_err(|e| Error::WalStream(Box::new(Error::Protocol(e.to_string()))))?
+                    .map_err(|e| Error::WalStream(Box::new(e)))?;
+                Some(written)
+            }
+            None => None,
+        };
+        tracing::debug!(%start_lsn, %end_lsn, "base backup received");
+        Ok(BackupResult {
+            server_major: major,
+            start_lsn,
+            start_timeline,
+            end_lsn,
+            end_timeline,
+            tablespaces: decoder.tablespaces().to_vec(),
+            archives: decoder.archives(),
+            wal_streamed_to,
+            last_progress: tap.last,
+        })
+    }
+}
+
+/// What the WAL streaming task needs.
+#[derive(Debug)]
+struct StreamJob {
+    settings: WalStream,
+    dir: PathBuf,
+    segment_size: u64,
+    start: Lsn,
+    timeline: TimelineId,
+}
+
+/// A temporary slot name unique on the server for this process and moment.
+fn temporary_slot_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("walstream_bb_{}_{nanos}", std::process::id())
+}
+
+/// Streams WAL from the start of `job.start`'s segment into `job.dir` until the end
+/// position arrives through `end` and has been written; returns the end of what was
+/// written. The last segment is renamed from `.partial` to its final name (zero-padded,
+/// as `pg_basebackup -X stream` leaves it).
+async fn stream_wal(job: StreamJob, mut end: watch::Receiver<Option<Lsn>>) -> Result<Lsn, Error> {
+    let mut client = Client::connect(&job.settings.config).await?;
+    let slot = match (&job.settings.slot, job.settings.temporary_slot) {
+        (Some(s), _) => Some(s.clone()),
+        (None, true) => {
+            let name = temporary_slot_name();
+            client
+                .create_replication_slot(&name, &CreateSlotOptions::physical(true).temporary())
+                .await?;
+            Some(name)
+        }
+        (None, false) => None,
+    };
+    let offset = job
+        .start
+        .segment_offset(job.segment_size)
+        .ok_or_else(|| Error::Protocol("invalid start position".into()))?;
+    let from = job
+        .start
+        .checked_sub(offset)
+        .ok_or_else(|| Error::Protocol("invalid start position".into()))?;
+    let mut writer = WalWriter::new(&job.dir, job.segment_size, job.timeline)?;
+    let mut stream = client
+        .start_physical_replication(slot.as_deref(), from, Some(job.timeline))
+        .await?;
+    stream.set_status_interval(job.settings.status_interval);
+    loop {
+        let target = *end.borrow();
+        if let (Some(target), Some(pos)) = (target, writer.write_position()) {
+            if pos >= target {
+                break;
+            }
+        }
+        tokio::select! {
+            msg = stream.next_message() => match msg? {
+                Some(ReplicationMessage::XLogData(x)) => {
+                    writer.write(x.wal_start, &x.data)?;
+                    if let Some(pos) = writer.write_position() {
+                        let mut lsns = stream.lsns();
+                        lsns.write = pos;
+                        lsns.flush = writer.flush_position().unwrap_or(lsns.flush);
+                        stream.set_lsns(lsns);
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    return Err(Error::Protocol(
+                        "the server ended the WAL stream before the backup's end (timeline switch?)"
+                            .into(),
+                    ));
+                }
+            },
+            changed = end.changed() => {
+                if changed.is_err() {
+                    return Err(Error::Protocol("the backup was abandoned".into()));
+                }
+            }
+        }
+    }
+    let written = writer
+        .write_position()
+        .ok_or_else(|| Error::Protocol("no WAL was streamed".into()))?;
+    writer.close(std::time::Instant::now())?;
+    // End the stream politely; a server that does not answer in time is just dropped
+    // (the temporary slot goes with the connection).
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.finish()).await;
+    finalize_partial(&job.dir)?;
+    Ok(written)
+}
+
+/// Renames the `.partial` segments of `dir` to their final names.
+fn finalize_partial(dir: &Path) -> Result<(), Error> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io("reading the WAL directory", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("reading the WAL directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = name.strip_suffix(PARTIAL_SUFFIX) {
+            let to = dir.join(base);
+            std::fs::rename(entry.path(), &to)
+                .map_err(|e| Error::io("renaming the last WAL segment", &to, e))?;
+        }
+    }
+    crate::wal::sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_sizes_parse() {
+        assert_eq!(parse_size("16MB"), Some(16 << 20));
+        assert_eq!(parse_size("1GB"), Some(1 << 30));
+        assert_eq!(parse_size("64kB"), Some(64 << 10));
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("16 MB"), Some(16 << 20));
+        assert_eq!(parse_size("MB"), None);
+        assert_eq!(parse_size("16TB"), None);
+        assert_eq!(parse_size("99999999999999GB"), None);
+    }
+
+    #[test]
+    fn wal_method_sets_the_wal_option() {
+        let b = BaseBackup::new(BaseBackupOptions::default());
+        assert!(b.options().wal);
+        let b = b.wal_method(WalMethod::None);
+        assert!(!b.options().wal);
+        let b = b.wal_method(WalMethod::Stream(Box::new(WalStream::new(Config::default()))));
+        assert!(!b.options().wal);
+    }
+
+    #[test]
+    fn partial_segments_are_renamed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("000000010000000000000002.partial"), b"x").unwrap();
+        std::fs::write(dir.path().join("000000010000000000000001"), b"y").unwrap();
+        finalize_partial(dir.path()).unwrap();
+        assert!(dir.path().join("000000010000000000000002").exists());
+        assert!(!dir.path().join("000000010000000000000002.partial").exists());
+        assert!(dir.path().join("000000010000000000000001").exists());
+    }
+}
