@@ -23,7 +23,7 @@
     clippy::cast_sign_loss
 )]
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::backend::{put_cstr, write_message};
 use crate::cursor::Cursor;
@@ -190,7 +190,32 @@ impl ReplicationMessage {
     }
 
     /// Decodes a `CopyData` body received during `START_REPLICATION`.
-    pub fn decode(payload: Bytes) -> Result<Self, DecodeError> {
+    #[inline]
+    pub fn decode(mut payload: Bytes) -> Result<Self, DecodeError> {
+        // XLogData is nearly every message: read its header straight from the slice and
+        // narrow the handle in place (no reference-count update). Anything else, including a
+        // short XLogData, takes the cursor path, which reports the exact error.
+        if let Some((&b'w', rest)) = payload.split_first()
+            && let Some((start, rest)) = rest.split_first_chunk::<8>()
+            && let Some((end, rest)) = rest.split_first_chunk::<8>()
+            && let Some((time, _)) = rest.split_first_chunk::<8>()
+        {
+            let wal_start = Lsn(u64::from_be_bytes(*start));
+            let wal_end = Lsn(u64::from_be_bytes(*end));
+            let send_time = PgTimestamp(i64::from_be_bytes(*time));
+            payload.advance(XLogData::HEADER_LEN);
+            return Ok(Self::XLogData(XLogData {
+                wal_start,
+                wal_end,
+                send_time,
+                data: payload,
+            }));
+        }
+        Self::decode_general(payload)
+    }
+
+    /// The cursor-based decoder: every message kind, and the source of every error.
+    fn decode_general(payload: Bytes) -> Result<Self, DecodeError> {
         let mut c = Cursor::new(payload, "replication message");
         let msg = match ReplicationTag(c.u8()?) {
             ReplicationTag::XLOG_DATA => {
@@ -409,6 +434,33 @@ mod tests {
         m.encode(&mut re).unwrap();
         assert_eq!(&re[..], bytes);
         m
+    }
+
+    #[test]
+    fn xlogdata_fast_path_agrees_with_cursor_path() {
+        for bytes in [XLOG_BEGIN, KEEPALIVE] {
+            for cut in 0..=bytes.len() {
+                let b = Bytes::copy_from_slice(&bytes[..cut]);
+                assert_eq!(
+                    ReplicationMessage::decode(b.clone()),
+                    ReplicationMessage::decode_general(b),
+                    "prefix of {cut} bytes"
+                );
+            }
+        }
+        // A header alone is a valid XLogData with no data.
+        let ReplicationMessage::XLogData(x) = rt_server(&XLOG_BEGIN[..XLogData::HEADER_LEN]) else {
+            panic!()
+        };
+        assert!(x.data.is_empty());
+        assert!(matches!(
+            ReplicationMessage::decode(Bytes::from_static(b"w\0\0")),
+            Err(DecodeError::UnexpectedEof {
+                context: "XLogData",
+                offset: 1,
+                ..
+            })
+        ));
     }
 
     #[test]

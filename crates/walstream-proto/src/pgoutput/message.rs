@@ -1210,7 +1210,24 @@ impl PgoutputDecoder {
     /// Decodes the next message and updates the streaming state.
     #[inline]
     pub fn decode(&mut self, bytes: Bytes) -> Result<PgoutputMessage, DecodeError> {
-        let msg = PgoutputMessage::decode(bytes, self.in_stream(), &self.options)?;
+        // Changes are most of the traffic and never move the streaming state: the fast path
+        // returns them without passing through the state update below.
+        let in_stream = self.in_stream();
+        let bytes = if !in_stream || self.options.protocol_version >= 2 {
+            match fast::dml(bytes, in_stream) {
+                Ok(msg) => return Ok(msg),
+                Err(bytes) => bytes,
+            }
+        } else {
+            bytes
+        };
+        self.decode_general(bytes)
+    }
+
+    /// Every other message (and every malformed change), through the general decoder.
+    #[inline(never)]
+    fn decode_general(&mut self, bytes: Bytes) -> Result<PgoutputMessage, DecodeError> {
+        let msg = PgoutputMessage::decode_general(bytes, self.in_stream(), &self.options)?;
         if matches!(msg, PgoutputMessage::StreamStop) && !self.in_stream() {
             return Err(DecodeError::InvalidValue {
                 context: MessageTag::STREAM_STOP.context(),

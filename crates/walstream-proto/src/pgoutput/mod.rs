@@ -34,4 +34,6 @@ pub use message::{
     StreamCommit, StreamStart, Truncate, TruncateOptions, TypeMessage, Update,
 };
 pub use relcache::{Observed, RelationCache, RelationChange};
-pub use tuple::{ColumnRef, ColumnValue, TupleData, TupleIter, TupleRefIter};
+pub use tuple::{
+    ColumnRef, ColumnValue, TupleData, TupleIter, TupleRefIter, TypedColumn, TypedColumns,
+};

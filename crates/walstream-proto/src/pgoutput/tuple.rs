@@ -7,6 +7,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cursor::Cursor;
 use crate::error::{DecodeError, EncodeError};
+use crate::pgoutput::message::{Column, Relation};
+use crate::value::{NoTypes, Raw, TypeLookup, Value, ValueFormat, decode_raw};
 
 /// Column kind byte: the value is NULL.
 const KIND_NULL: u8 = b'n';
@@ -154,6 +156,54 @@ impl TupleData {
             pos: 0,
             left: self.columns,
         }
+    }
+
+    /// Decodes every column to a typed [`Value`] by the column types of `relation` (the
+    /// relation the change refers to, from [`RelationCache`](super::RelationCache)).
+    ///
+    /// Built-in types decode as [`decode_value`](crate::decode_value) does, other OIDs
+    /// become [`Value::Unknown`]. Values are cut from the message without copying, and only
+    /// the types that keep bytes (text, bytea, ...) take a [`Bytes`] handle. Fails with
+    /// [`DecodeError::InvalidValue`] when the tuple's column count differs from the relation's.
+    ///
+    /// ```
+    /// # use walstream_proto::pgoutput::{ColumnValue, TupleData, TypedColumn};
+    /// # use walstream_proto::{Oid, Value};
+    /// # fn f(tuple: &TupleData, relation: &walstream_proto::pgoutput::Relation)
+    /// #     -> Result<(), walstream_proto::DecodeError> {
+    /// for column in tuple.typed(relation)? {
+    ///     match column? {
+    ///         TypedColumn::Value(v) => println!("{v}"),
+    ///         TypedColumn::Null => println!("NULL"),
+    ///         TypedColumn::UnchangedToast => println!("(unchanged)"),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn typed<'a>(&'a self, relation: &'a Relation) -> Result<TypedColumns<'a>, DecodeError> {
+        self.typed_with(relation, &NoTypes)
+    }
+
+    /// [`TupleData::typed`], asking `types` about type OIDs that are not built in (enums,
+    /// domains, arrays and ranges of user types).
+    pub fn typed_with<'a>(
+        &'a self,
+        relation: &'a Relation,
+        types: &'a dyn TypeLookup,
+    ) -> Result<TypedColumns<'a>, DecodeError> {
+        if relation.columns.len() != self.len() {
+            return Err(DecodeError::InvalidValue {
+                context: "TupleData",
+                offset: 0,
+                reason: "tuple column count differs from the relation's",
+            });
+        }
+        Ok(TypedColumns {
+            raw: &self.raw,
+            columns: relation.columns.iter(),
+            values: self.iter_ref(),
+            types,
+        })
     }
 
     /// The value of column `index` (walks the preceding columns).
@@ -316,6 +366,78 @@ impl Iterator for TupleIter<'_> {
 
 impl ExactSizeIterator for TupleIter<'_> {}
 
+/// One column of a row decoded to a typed value, see [`TupleData::typed`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TypedColumn {
+    /// SQL NULL (`n`).
+    Null,
+    /// An unchanged TOASTed value; its bytes were not sent (`u`). Not a NULL.
+    UnchangedToast,
+    /// The decoded value.
+    Value(Value),
+}
+
+impl TypedColumn {
+    /// The value, for [`TypedColumn::Value`].
+    pub fn value(&self) -> Option<&Value> {
+        match self {
+            Self::Value(v) => Some(v),
+            Self::Null | Self::UnchangedToast => None,
+        }
+    }
+
+    /// The value, for [`TypedColumn::Value`].
+    pub fn into_value(self) -> Option<Value> {
+        match self {
+            Self::Value(v) => Some(v),
+            Self::Null | Self::UnchangedToast => None,
+        }
+    }
+}
+
+/// Iterator over a row's columns decoded to typed values, see [`TupleData::typed`].
+///
+/// Yields one `Result` per column, in column order; a column that fails to decode yields its
+/// error and the iteration may go on with the next column.
+#[derive(Clone)]
+pub struct TypedColumns<'a> {
+    raw: &'a Bytes,
+    columns: std::slice::Iter<'a, Column>,
+    values: TupleRefIter<'a>,
+    types: &'a dyn TypeLookup,
+}
+
+impl std::fmt::Debug for TypedColumns<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypedColumns")
+            .field("left", &self.values.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Iterator for TypedColumns<'_> {
+    type Item = Result<TypedColumn, DecodeError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let column = self.columns.next()?;
+        let (format, data) = match self.values.next()? {
+            ColumnRef::Null => return Some(Ok(TypedColumn::Null)),
+            ColumnRef::UnchangedToast => return Some(Ok(TypedColumn::UnchangedToast)),
+            ColumnRef::Text(d) => (ValueFormat::Text, d),
+            ColumnRef::Binary(d) => (ValueFormat::Binary, d),
+        };
+        let raw = Raw::within(self.raw, data);
+        Some(decode_raw(self.types, column.type_oid, format, raw, 0).map(TypedColumn::Value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.values.size_hint()
+    }
+}
+
+impl ExactSizeIterator for TypedColumns<'_> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,6 +485,81 @@ mod tests {
             &out[..],
             b"\x00\x04nut\x00\x00\x00\x0242b\x00\x00\x00\x01\x07"
         );
+    }
+
+    fn relation(types: &[u32]) -> Relation {
+        Relation {
+            oid: crate::Oid(16_384),
+            namespace: "public".into(),
+            name: "t".into(),
+            replica_identity: crate::pgoutput::ReplicaIdentity::DEFAULT,
+            columns: types
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| Column {
+                    flags: 0,
+                    name: format!("c{i}"),
+                    type_oid: crate::Oid(t),
+                    type_modifier: -1,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn typed_columns() {
+        // int4 text, text, NULL, unchanged TOAST, int8 binary, an unknown type.
+        let t = decode(
+            b"\x00\x06t\x00\x00\x00\x03-42t\x00\x00\x00\x03h\xc3\xa9nub\x00\x00\x00\x08\
+              \x00\x00\x00\x00\x00\x00\x01\x00t\x00\x00\x00\x01z",
+        )
+        .unwrap();
+        let rel = relation(&[23, 25, 23, 25, 20, 99_999]);
+        let cols: Vec<_> = t.typed(&rel).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            cols,
+            [
+                TypedColumn::Value(Value::Int4(-42)),
+                TypedColumn::Value(Value::Text(crate::PgText::from_static("h\u{e9}"))),
+                TypedColumn::Null,
+                TypedColumn::UnchangedToast,
+                TypedColumn::Value(Value::Int8(256)),
+                TypedColumn::Value(Value::Unknown {
+                    format: ValueFormat::Text,
+                    bytes: Bytes::from_static(b"z"),
+                }),
+            ]
+        );
+        // The same values as `decode_value` on the `Bytes` handles.
+        for ((col, v), typed) in rel.columns.iter().zip(t.iter()).zip(&cols) {
+            let (format, data) = match v {
+                ColumnValue::Text(d) => (ValueFormat::Text, d),
+                ColumnValue::Binary(d) => (ValueFormat::Binary, d),
+                ColumnValue::Null | ColumnValue::UnchangedToast => continue,
+            };
+            let expected = crate::decode_value(col.type_oid, format, data).unwrap();
+            assert_eq!(typed.value(), Some(&expected));
+        }
+        assert_eq!(t.typed(&rel).unwrap().len(), 6);
+        assert!(matches!(
+            t.typed(&relation(&[23])),
+            Err(DecodeError::InvalidValue { .. })
+        ));
+        // A bad value is that column's error; the next column still decodes.
+        let bad = relation(&[23, 23, 23, 25, 20, 25]);
+        let mut it = t.typed(&bad).unwrap();
+        assert_eq!(
+            it.next().unwrap().unwrap().into_value(),
+            Some(Value::Int4(-42))
+        );
+        assert!(matches!(
+            it.next(),
+            Some(Err(DecodeError::InvalidValue {
+                context: "int4",
+                ..
+            }))
+        ));
+        assert_eq!(it.next().unwrap().unwrap(), TypedColumn::Null);
     }
 
     #[test]

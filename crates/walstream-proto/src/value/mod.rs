@@ -49,6 +49,7 @@ pub use datetime::{PgDate, PgInterval, PgTime, PgTimeTz};
 pub use network::{MacAddr, MacAddr8, PgInet};
 pub use numeric::PgNumeric;
 pub use range::{PgMultirange, PgRange, RangeBound};
+pub(crate) use scalar::Raw;
 pub use scalar::{PgBit, PgMoney, PgUuid};
 pub use text::PgText;
 
@@ -341,6 +342,18 @@ pub(crate) fn decode_in(
     data: Bytes,
     depth: u32,
 ) -> Result<Value, DecodeError> {
+    decode_raw(types, oid, format, Raw::whole(&data), depth)
+}
+
+/// [`decode_in`] on a borrowed slice: a [`Bytes`] is cut only for values that keep bytes.
+#[inline]
+pub(crate) fn decode_raw(
+    types: &dyn TypeLookup,
+    oid: Oid,
+    format: ValueFormat,
+    raw: Raw<'_>,
+    depth: u32,
+) -> Result<Value, DecodeError> {
     if depth > MAX_NESTING {
         return Err(DecodeError::InvalidValue {
             context: "value",
@@ -348,9 +361,20 @@ pub(crate) fn decode_in(
             reason: "types nest too deeply (cyclic domain or registry entry?)",
         });
     }
-    if let Some(v) = scalar::decode_builtin(oid, format, &data)? {
+    if let Some(v) = scalar::decode_builtin(oid, format, raw)? {
         return Ok(v);
     }
+    decode_composite(types, oid, format, raw.bytes(), depth)
+}
+
+/// The types that are not built-in scalars: enums, domains, arrays, ranges, unknown OIDs.
+fn decode_composite(
+    types: &dyn TypeLookup,
+    oid: Oid,
+    format: ValueFormat,
+    data: Bytes,
+    depth: u32,
+) -> Result<Value, DecodeError> {
     let kind = oids::builtin_kind(oid).or_else(|| types.type_kind(oid));
     match kind {
         None => Ok(Value::Unknown {

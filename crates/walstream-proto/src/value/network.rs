@@ -60,10 +60,10 @@ impl PgInet {
     }
 
     pub(crate) fn from_binary(
-        data: &bytes::Bytes,
+        data: bytes::Bytes,
         context: &'static str,
     ) -> Result<Self, DecodeError> {
-        let mut c = Cursor::new(data.clone(), context);
+        let mut c = Cursor::new(data, context);
         let family = c.u8()?;
         let bits = c.u8()?;
         let _is_cidr = c.u8()?;
@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn inet_binary() {
         let v4 = PgInet::from_binary(
-            &bytes::Bytes::from_static(&[2, 24, 0, 4, 192, 168, 0, 1]),
+            bytes::Bytes::from_static(&[2, 24, 0, 4, 192, 168, 0, 1]),
             "t",
         )
         .unwrap();
@@ -275,7 +275,7 @@ mod tests {
         let mut v6 = vec![3, 128, 0, 16];
         v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
         assert_eq!(
-            PgInet::from_binary(&v6.into(), "t").unwrap(),
+            PgInet::from_binary(v6.into(), "t").unwrap(),
             PgInet::parse(b"::1", "t").unwrap()
         );
         for bad in [
@@ -286,7 +286,7 @@ mod tests {
             &[2, 8, 0, 4, 1, 2, 3, 4, 5],
         ] {
             assert!(
-                PgInet::from_binary(&bytes::Bytes::copy_from_slice(bad), "t").is_err(),
+                PgInet::from_binary(bytes::Bytes::copy_from_slice(bad), "t").is_err(),
                 "{bad:?}"
             );
         }

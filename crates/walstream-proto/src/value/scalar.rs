@@ -10,13 +10,59 @@ use super::{Value, ValueFormat, datetime, network, numeric};
 use crate::error::DecodeError;
 use crate::types::{Lsn, Oid, Xid};
 
+/// A value's bytes as a borrowed slice of the buffer that holds them.
+///
+/// Most types parse the slice and keep nothing of it; the few that keep their bytes (text,
+/// bytea, numeric, bit strings) cut a zero-copy [`Bytes`] from the owner with
+/// [`Raw::bytes`], so decoding an integer touches no reference count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Raw<'a> {
+    owner: &'a Bytes,
+    data: &'a [u8],
+}
+
+impl<'a> Raw<'a> {
+    /// The whole of `owner`.
+    #[inline]
+    pub(crate) fn whole(owner: &'a Bytes) -> Self {
+        Self { owner, data: owner }
+    }
+
+    /// `data`, which must lie inside `owner` (checked when a [`Bytes`] is cut from it).
+    #[inline]
+    pub(crate) fn within(owner: &'a Bytes, data: &'a [u8]) -> Self {
+        Self { owner, data }
+    }
+
+    /// The bytes.
+    #[inline]
+    pub(crate) fn data(self) -> &'a [u8] {
+        self.data
+    }
+
+    /// The bytes as a zero-copy [`Bytes`].
+    #[inline]
+    pub(crate) fn bytes(self) -> Bytes {
+        if self.data.len() == self.owner.len() {
+            // Same length and (by construction) inside the owner: it is the owner.
+            self.owner.clone()
+        } else {
+            // `slice_ref` checks that `data` lies inside the owner; the constructors only
+            // ever pair a buffer with a slice of itself.
+            self.owner.slice_ref(self.data)
+        }
+    }
+}
+
 /// Decodes a built-in scalar type; `Ok(None)` when `oid` is not one.
+#[inline]
 pub(crate) fn decode_builtin(
     oid: Oid,
     format: ValueFormat,
-    data: &Bytes,
+    raw: Raw<'_>,
 ) -> Result<Option<Value>, DecodeError> {
     use ValueFormat::{Binary as B, Text as T};
+    let data = raw.data();
     let v = match (oid.0, format) {
         (16, T) => Value::Bool(bool_text(data)?),
         (16, B) => Value::Bool(fixed::<1>(data, "bool")?[0] != 0),
@@ -39,15 +85,18 @@ pub(crate) fn decode_builtin(
         (701, T) => Value::Float8(float_text(data, "float8")?),
         (701, B) => Value::Float8(f64::from_be_bytes(fixed(data, "float8")?)),
         (1700, T) => Value::Numeric(numeric::PgNumeric::parse(data)?),
-        (1700, B) => Value::Numeric(numeric::PgNumeric::from_binary(data.clone())?),
-        (790, T) => Value::Money(PgMoney::Text(text(data.clone(), "money")?)),
+        (1700, B) => Value::Numeric(numeric::PgNumeric::from_binary(raw.bytes())?),
+        (790, T) => Value::Money(PgMoney::Text(text(raw.bytes(), "money")?)),
         (790, B) => Value::Money(PgMoney::Cents(i64::from_be_bytes(fixed(data, "money")?))),
-        (25 | 1043 | 1042 | 19, _) => Value::Text(text(data.clone(), "text")?),
-        (142, _) => Value::Xml(text(data.clone(), "xml")?),
-        (114, _) => Value::Json(text(data.clone(), "json")?),
-        (3802, T) => Value::Jsonb(text(data.clone(), "jsonb")?),
+        (25 | 1043 | 1042 | 19, _) => Value::Text(text(raw.bytes(), "text")?),
+        (142, _) => Value::Xml(text(raw.bytes(), "xml")?),
+        (114, _) => Value::Json(text(raw.bytes(), "json")?),
+        (3802, T) => Value::Jsonb(text(raw.bytes(), "jsonb")?),
         (3802, B) => match data.first() {
-            Some(1) => Value::Jsonb(text(data.slice(1..), "jsonb")?),
+            Some(1) => Value::Jsonb(text(
+                Raw::within(raw.owner, data.get(1..).unwrap_or_default()).bytes(),
+                "jsonb",
+            )?),
             Some(_) => return Err(bad("jsonb", 0, "unsupported jsonb version")),
             None => {
                 return Err(DecodeError::UnexpectedEof {
@@ -58,15 +107,15 @@ pub(crate) fn decode_builtin(
             }
         },
         (17, T) => Value::Bytea(bytea_text(data)?),
-        (17, B) => Value::Bytea(data.clone()),
+        (17, B) => Value::Bytea(raw.bytes()),
         (2950, T) => Value::Uuid(PgUuid::parse(data)?),
         (2950, B) => Value::Uuid(PgUuid(fixed(data, "uuid")?)),
         (3220, T) => Value::PgLsn(lsn_text(data)?),
         (3220, B) => Value::PgLsn(Lsn(u64::from_be_bytes(fixed(data, "pg_lsn")?))),
         (1560, T) => Value::Bit(PgBit::parse(data, "bit")?),
-        (1560, B) => Value::Bit(PgBit::from_binary(data, "bit")?),
+        (1560, B) => Value::Bit(PgBit::from_binary(raw.bytes(), "bit")?),
         (1562, T) => Value::VarBit(PgBit::parse(data, "varbit")?),
-        (1562, B) => Value::VarBit(PgBit::from_binary(data, "varbit")?),
+        (1562, B) => Value::VarBit(PgBit::from_binary(raw.bytes(), "varbit")?),
         (1082, T) => Value::Date(datetime::PgDate::parse(data)?),
         (1082, B) => Value::Date(datetime::PgDate(i32::from_be_bytes(fixed(data, "date")?))),
         (1083, T) => Value::Time(datetime::PgTime::parse(data)?),
@@ -86,9 +135,9 @@ pub(crate) fn decode_builtin(
         (1186, T) => Value::Interval(datetime::PgInterval::parse(data)?),
         (1186, B) => Value::Interval(datetime::PgInterval::from_binary(data)?),
         (869, T) => Value::Inet(network::PgInet::parse(data, "inet")?),
-        (869, B) => Value::Inet(network::PgInet::from_binary(data, "inet")?),
+        (869, B) => Value::Inet(network::PgInet::from_binary(raw.bytes(), "inet")?),
         (650, T) => Value::Cidr(network::PgInet::parse(data, "cidr")?),
-        (650, B) => Value::Cidr(network::PgInet::from_binary(data, "cidr")?),
+        (650, B) => Value::Cidr(network::PgInet::from_binary(raw.bytes(), "cidr")?),
         (829, T) => Value::MacAddr(network::MacAddr(network::parse_mac(data, "macaddr")?)),
         (829, B) => Value::MacAddr(network::MacAddr(fixed(data, "macaddr")?)),
         (774, T) => Value::MacAddr8(network::MacAddr8(network::parse_mac(data, "macaddr8")?)),
@@ -520,8 +569,8 @@ impl PgBit {
         })
     }
 
-    fn from_binary(data: &Bytes, context: &'static str) -> Result<Self, DecodeError> {
-        let mut c = crate::cursor::Cursor::new(data.clone(), context);
+    fn from_binary(data: Bytes, context: &'static str) -> Result<Self, DecodeError> {
+        let mut c = crate::cursor::Cursor::new(data, context);
         let raw = c.i32()?;
         let len = usize::try_from(raw).map_err(|_| DecodeError::InvalidLength {
             context,

@@ -84,7 +84,13 @@ impl fmt::Display for PgText {
 }
 
 /// Validates `data` as UTF-8 text, reporting the first bad byte.
+#[inline]
 pub(crate) fn text(data: Bytes, context: &'static str) -> Result<PgText, DecodeError> {
+    // ASCII is UTF-8, and `is_ascii` checks a word at a time with less setup than
+    // `from_utf8`, which matters for the short strings most columns hold.
+    if data.is_ascii() {
+        return Ok(PgText(data));
+    }
     match std::str::from_utf8(&data) {
         Ok(_) => Ok(PgText(data)),
         Err(e) => Err(DecodeError::InvalidUtf8 {
@@ -239,7 +245,27 @@ pub(crate) fn trim(s: &[u8]) -> &[u8] {
 
 /// Parses a decimal `i64` with an optional sign and surrounding whitespace, without
 /// allocating.
+#[inline]
 pub(crate) fn parse_i64(s: &[u8], context: &'static str) -> Result<i64, DecodeError> {
+    // What the server prints: an optional '-' and 1 to 18 digits, which cannot overflow an
+    // i64. Anything else (whitespace, '+', 19 digits, a bad byte) takes the checked path,
+    // which also reports the errors.
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if (1..=18).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) {
+        let v = digits
+            .iter()
+            .fold(0i64, |acc, &b| acc * 10 + i64::from(b - b'0'));
+        return Ok(if neg { -v } else { v });
+    }
+    parse_i64_checked(s, context)
+}
+
+/// [`parse_i64`] for any input, with overflow checks and exact errors.
+#[inline(never)]
+fn parse_i64_checked(s: &[u8], context: &'static str) -> Result<i64, DecodeError> {
     let t = trim(s);
     let (neg, digits) = match t.first() {
         Some(b'-') => (true, &t[1..]),
@@ -301,7 +327,33 @@ pub(crate) fn fixed<const N: usize>(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// The unchecked fast path gives what the checked parser gives, values and errors.
+        #[test]
+        fn parse_i64_fast_path_agrees(s in "[ +-]?[0-9x]{0,21}", v in any::<i64>()) {
+            prop_assert_eq!(parse_i64(s.as_bytes(), "t"), parse_i64_checked(s.as_bytes(), "t"));
+            let text = v.to_string();
+            prop_assert_eq!(parse_i64(text.as_bytes(), "t"), Ok(v));
+        }
+
+        /// The ASCII shortcut accepts exactly what UTF-8 validation accepts.
+        #[test]
+        fn text_ascii_shortcut_agrees(b in proptest::collection::vec(any::<u8>(), 0..24)) {
+            let expected = std::str::from_utf8(&b).map(str::to_owned);
+            let got = text(Bytes::from(b), "t");
+            match (got, expected) {
+                (Ok(t), Ok(s)) => prop_assert_eq!(t.as_str(), s),
+                (Err(DecodeError::InvalidUtf8 { offset, .. }), Err(e)) => {
+                    prop_assert_eq!(offset, e.valid_up_to());
+                }
+                (got, expected) => prop_assert!(false, "{got:?} vs {expected:?}"),
+            }
+        }
+    }
 
     #[test]
     fn integers() {
