@@ -1,4 +1,5 @@
 //! walstream facade integration tests against real PostgreSQL servers from
 //! walstream-test-support (every configured major version).
 
+mod snapshot;
 mod stream;
