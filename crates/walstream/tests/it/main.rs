@@ -1,5 +1,6 @@
 //! walstream facade integration tests against real PostgreSQL servers from
 //! walstream-test-support (every configured major version).
 
+mod resume;
 mod snapshot;
 mod stream;
