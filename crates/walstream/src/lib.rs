@@ -78,13 +78,18 @@ pub use event::{
 };
 pub use feedback::{AckHandle, FeedbackPositions, LsnFeedback};
 pub use row::{Field, Row, RowError};
-pub use slots::{SlotInfo, create_slot, drop_slot, list_slots};
+pub use slots::{
+    AlterSlot, SlotInfo, SlotManager, alter_slot, create_slot, create_slot_if_not_exists,
+    drop_slot, list_slots, slot_info,
+};
 pub use stream::{
     EventStream, LogicalStream, LogicalStreamBuilder, OriginFilter, RawXLogData, RetryPolicy,
     Streaming,
 };
 pub use tokio_util::sync::CancellationToken;
-pub use walstream_conn::{Config, CreateSlotOptions, CreatedSlot, DbError, SnapshotAction};
+pub use walstream_conn::{
+    Config, CreateSlotOptions, CreatedSlot, DbError, ReadSlot, SlotKind, SnapshotAction,
+};
 pub use walstream_proto::pgoutput::{DecodeOptions, Relation, RelationChange};
 pub use walstream_proto::{Lsn, Oid, PgTimestamp, Xid};
 pub use walstream_proto::{TypeRegistry, Value, ValueFormat};

@@ -346,7 +346,9 @@ pub(crate) fn decode_copy_row(line: &[u8], ncols: usize) -> Result<TupleData, Er
             });
         }
     } else if !line.is_empty() {
-        return Err(Error::protocol("COPY row has values for a table without columns"));
+        return Err(Error::protocol(
+            "COPY row has values for a table without columns",
+        ));
     }
     if values.len() != ncols {
         return Err(Error::protocol(format!(

@@ -60,13 +60,13 @@ fn cut_inside_a_streamed_transaction_signals_resumed_and_delivers_each_commit_on
         let proxy = FaultProxy::start(("127.0.0.1", c.port())).unwrap();
         // Connection 1 is cut 40 kB into the server's bytes: inside B's streamed blocks
         // (A and the connection setup take a few kB; B's first block alone is > 64 kB).
-        proxy.script([ConnectionPlan::new().at(
-            Trigger::bytes(Direction::ToClient, 40_000),
-            Fault::Reset,
-        )]);
-        let conninfo = c
-            .conninfo(Role::Scram)
-            .replace(&format!("port={}", c.port()), &format!("port={}", proxy.port()));
+        proxy.script([
+            ConnectionPlan::new().at(Trigger::bytes(Direction::ToClient, 40_000), Fault::Reset)
+        ]);
+        let conninfo = c.conninfo(Role::Scram).replace(
+            &format!("port={}", c.port()),
+            &format!("port={}", proxy.port()),
+        );
         let config: Config = format!("{conninfo} sslmode=disable").parse().unwrap();
         block_on(async {
             let mut stream = LogicalStream::builder(config, "r_slot")
@@ -127,13 +127,14 @@ fn cut_inside_a_streamed_transaction_signals_resumed_and_delivers_each_commit_on
                     }
                 }
             }
-            assert!(
-                !proxy.fired().is_empty(),
-                "the scripted cut did not happen"
-            );
+            assert!(!proxy.fired().is_empty(), "the scripted cut did not happen");
             let b = streamed_xid.expect("B was streamed");
             assert_eq!(resumed.len(), 1, "one Resumed per reconnect: {resumed:?}");
-            assert_eq!(resumed[0].discarded, [b], "the open streamed transaction is named");
+            assert_eq!(
+                resumed[0].discarded,
+                [b],
+                "the open streamed transaction is named"
+            );
             assert_eq!(
                 first_block_after_resume,
                 Some(true),

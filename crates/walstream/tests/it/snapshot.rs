@@ -182,7 +182,10 @@ fn snapshot_plus_stream_equals_final_contents_under_concurrent_writes() {
                         }
                         EventKind::Commit(cm) => {
                             let consistent = complete.expect("a commit before the snapshot's end");
-                            assert!(cm.commit_lsn >= consistent, "a commit before the consistent point");
+                            assert!(
+                                cm.commit_lsn >= consistent,
+                                "a commit before the consistent point"
+                            );
                             if sentinel {
                                 break;
                             }
@@ -191,8 +194,14 @@ fn snapshot_plus_stream_equals_final_contents_under_concurrent_writes() {
                     }
                 }
                 assert_eq!(last_flags, 1, "exactly one row marked last");
-                assert!(new_in_snapshot > 0, "writes before the slot are in the snapshot");
-                assert!(stream_changes > 0, "writes after the slot come from the stream");
+                assert!(
+                    new_in_snapshot > 0,
+                    "writes before the slot are in the snapshot"
+                );
+                assert!(
+                    stream_changes > 0,
+                    "writes after the slot come from the stream"
+                );
                 let table: BTreeMap<i64, String> = c
                     .query_rows("SELECT id, v FROM snap")
                     .unwrap()
@@ -231,7 +240,10 @@ fn snapshot_plus_stream_equals_final_contents_under_concurrent_writes() {
                     .unwrap()
                     .unwrap();
                 assert!(end.is_none());
-                assert!(!slot_exists(&c, "snap_cancel"), "cancelled snapshot's slot dropped");
+                assert!(
+                    !slot_exists(&c, "snap_cancel"),
+                    "cancelled snapshot's slot dropped"
+                );
             });
         });
     });
@@ -300,6 +312,181 @@ fn snapshot_applies_row_filters_and_column_lists() {
                 }
             }
             stream.shutdown().await.unwrap();
+        });
+    });
+}
+
+/// Slot management on every major: create (permanent, temporary, if-not-exists, snapshot
+/// export/use/nothing, two-phase 15+, failover 17+), read (15+), alter (17+/18+), list and
+/// info with lag, drop with wait.
+#[test]
+fn slot_management() {
+    use walstream::{AlterSlot, CreateSlotOptions, SlotManager, SnapshotAction};
+    for_each_server(|install| {
+        let c = Cluster::start(install, ClusterOptions::new()).unwrap();
+        c.execute("CREATE TABLE s (id int); INSERT INTO s VALUES (1);")
+            .unwrap();
+        let major = c.major();
+        block_on(async {
+            let cfg = config(&c);
+            let mut m = SlotManager::connect(&cfg).await.unwrap();
+            let logical = || CreateSlotOptions::logical("pgoutput");
+
+            // Permanent, no snapshot; if-not-exists on the same name is a no-op.
+            let created = m
+                .create("perm", &logical().snapshot(SnapshotAction::Nothing))
+                .await
+                .unwrap();
+            assert!(created.consistent_point.is_some());
+            assert_eq!(created.snapshot_name, None);
+            let again = m.create_if_not_exists("perm", &logical()).await.unwrap();
+            assert!(again.is_none());
+            assert!(m.create("perm", &logical()).await.is_err());
+
+            // Lag: WAL written after the slot's position.
+            c.execute("INSERT INTO s SELECT generate_series(1, 1000)")
+                .unwrap();
+            let info = m.info("perm").await.unwrap().expect("slot listed");
+            assert_eq!(info.plugin.as_deref(), Some("pgoutput"));
+            assert_eq!(info.slot_type, "logical");
+            assert!(!info.temporary && !info.active && !info.two_phase && !info.failover);
+            assert!(info.lag_bytes.unwrap() > 0, "{info:?}");
+            assert!(info.restart_lag_bytes.unwrap() >= info.lag_bytes.unwrap());
+            assert!(m.info("nope").await.unwrap().is_none());
+
+            // Exported snapshot: named.
+            let exp = m
+                .create("exp", &logical().snapshot(SnapshotAction::Export))
+                .await
+                .unwrap();
+            assert!(exp.snapshot_name.is_some());
+
+            // Used snapshot: the connection's transaction sees the data as of the slot.
+            let mut u = SlotManager::connect(&cfg).await.unwrap();
+            u.create("used", &logical().snapshot(SnapshotAction::Use))
+                .await
+                .unwrap();
+            c.execute("INSERT INTO s VALUES (2)").unwrap();
+            let n = u
+                .client()
+                .simple_query("SELECT count(*) FROM s")
+                .await
+                .unwrap();
+            assert_eq!(
+                n[0].get(0),
+                Some("1001"),
+                "the insert after the slot is not seen"
+            );
+            u.commit().await.unwrap();
+            u.close().await;
+
+            // Temporary: lives as long as its connection.
+            let mut t = SlotManager::connect(&cfg).await.unwrap();
+            t.create(
+                "tmp",
+                &logical().temporary().snapshot(SnapshotAction::Nothing),
+            )
+            .await
+            .unwrap();
+            assert!(m.info("tmp").await.unwrap().unwrap().temporary);
+            assert!(
+                walstream::create_slot(&cfg, "tmp2", &logical().temporary())
+                    .await
+                    .is_err(),
+                "a one-shot temporary slot is refused"
+            );
+            t.close().await;
+            for _ in 0..100 {
+                if m.info("tmp").await.unwrap().is_none() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(
+                m.info("tmp").await.unwrap().is_none(),
+                "temporary slot gone"
+            );
+
+            // Two-phase at creation (15+; 14's replication grammar has no keyword).
+            let tp = m
+                .create(
+                    "tp",
+                    &logical().snapshot(SnapshotAction::Nothing).two_phase(true),
+                )
+                .await;
+            if skip_unless(
+                major >= 15,
+                "CREATE_REPLICATION_SLOT ... TWO_PHASE needs 15",
+            ) {
+                tp.unwrap();
+                assert!(m.info("tp").await.unwrap().unwrap().two_phase);
+            } else {
+                assert!(tp.is_err());
+            }
+
+            // Failover (17+), altered back and forth; two_phase altered (18+).
+            let fo = m
+                .create(
+                    "fo",
+                    &logical().snapshot(SnapshotAction::Nothing).failover(true),
+                )
+                .await;
+            if skip_unless(
+                major >= 17,
+                "failover slots and ALTER_REPLICATION_SLOT need 17",
+            ) {
+                fo.unwrap();
+                assert!(m.info("fo").await.unwrap().unwrap().failover);
+                m.alter("fo", AlterSlot::default().failover(false))
+                    .await
+                    .unwrap();
+                assert!(!m.info("fo").await.unwrap().unwrap().failover);
+            } else {
+                assert!(fo.is_err());
+                assert!(
+                    m.alter("perm", AlterSlot::default().failover(true))
+                        .await
+                        .is_err()
+                );
+            }
+            let alter_tp = m.alter("perm", AlterSlot::default().two_phase(true)).await;
+            if skip_unless(major >= 18, "ALTER_REPLICATION_SLOT ... TWO_PHASE needs 18") {
+                alter_tp.unwrap();
+                assert!(m.info("perm").await.unwrap().unwrap().two_phase);
+            } else {
+                assert!(alter_tp.is_err());
+            }
+
+            // READ_REPLICATION_SLOT (15+) on a physical slot.
+            m.create("phys", &CreateSlotOptions::physical(true))
+                .await
+                .unwrap();
+            let read = m.read("phys").await;
+            if skip_unless(major >= 15, "READ_REPLICATION_SLOT needs 15") {
+                let r = read.unwrap().expect("physical slot read");
+                assert_eq!(r.slot_type, "physical");
+                assert!(r.restart_lsn.is_some());
+                assert!(m.read("missing").await.unwrap().is_none());
+            } else {
+                assert!(read.is_err());
+            }
+
+            // List, then drop everything (waiting).
+            let names: Vec<String> = m
+                .list()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.name)
+                .collect();
+            for n in ["exp", "perm", "phys", "used"] {
+                assert!(names.iter().any(|x| x == n), "{n} in {names:?}");
+            }
+            for n in &names {
+                m.drop_slot(n, true).await.unwrap();
+            }
+            assert!(m.list().await.unwrap().is_empty());
+            m.close().await;
         });
     });
 }
