@@ -82,9 +82,15 @@ pub mod fuzzing {
     }
 
     /// Replication payloads: the input is one `CopyData` body tried as a server message, a
-    /// client message and a base backup message. Oracle: whatever decodes re-encodes exactly.
+    /// client message and a base backup message. Oracles: whatever decodes re-encodes exactly;
+    /// the XLogData fast path agrees with the cursor path.
     pub fn fuzz_replication(data: &[u8]) {
         let bytes = Bytes::copy_from_slice(data);
+        assert_eq!(
+            ReplicationMessage::decode(bytes.clone()),
+            ReplicationMessage::decode_general(bytes.clone()),
+            "XLogData fast path and cursor path disagree"
+        );
         if let Ok(m) = ReplicationMessage::decode(bytes.clone()) {
             let mut re = BytesMut::new();
             m.encode(&mut re);

@@ -215,7 +215,7 @@ impl ReplicationMessage {
     }
 
     /// The cursor-based decoder: every message kind, and the source of every error.
-    fn decode_general(payload: Bytes) -> Result<Self, DecodeError> {
+    pub(crate) fn decode_general(payload: Bytes) -> Result<Self, DecodeError> {
         let mut c = Cursor::new(payload, "replication message");
         let msg = match ReplicationTag(c.u8()?) {
             ReplicationTag::XLOG_DATA => {

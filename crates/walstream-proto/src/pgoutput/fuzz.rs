@@ -8,12 +8,15 @@
 //! Oracles, for every frame: decoding never panics; a frame that decodes re-encodes to exactly
 //! its bytes; the stateless decoder (given the stateful one's streaming state) agrees; the
 //! fast path and the general path agree; iterating tuples and feeding the relation cache
-//! never panic.
+//! never panic; a change's typed columns ([`TupleData::typed`](super::TupleData::typed)) agree
+//! with [`decode_value`] on each column.
 
 use bytes::Bytes;
 
 use super::message::{DecodeOptions, OldTuple, PgoutputDecoder, PgoutputMessage};
 use super::relcache::RelationCache;
+use super::tuple::{ColumnValue, TypedColumn};
+use crate::value::{ValueFormat, decode_value};
 
 /// Runs the oracles over `data`; panics if one fails (that is how a fuzzer sees a finding, so
 /// the `assert`s and the `expect` below are the point, not a shortcut).
@@ -70,6 +73,45 @@ pub(crate) fn fuzz(data: &[u8]) {
             );
         }
         let _ = cache.observe(&msg);
+        if let Some(rel) = tuples[0]
+            .and_then(|_| msg_relation(&msg))
+            .and_then(|oid| cache.relation(oid))
+        {
+            for t in tuples.into_iter().flatten() {
+                let Ok(typed) = t.typed(rel) else {
+                    assert_ne!(
+                        t.len(),
+                        rel.columns.len(),
+                        "typed() refused a matching tuple"
+                    );
+                    continue;
+                };
+                for ((col, v), got) in rel.columns.iter().zip(t.iter()).zip(typed) {
+                    let expected = match v {
+                        ColumnValue::Null => Ok(TypedColumn::Null),
+                        ColumnValue::UnchangedToast => Ok(TypedColumn::UnchangedToast),
+                        ColumnValue::Text(b) => {
+                            decode_value(col.type_oid, ValueFormat::Text, b).map(TypedColumn::Value)
+                        }
+                        ColumnValue::Binary(b) => {
+                            decode_value(col.type_oid, ValueFormat::Binary, b)
+                                .map(TypedColumn::Value)
+                        }
+                    };
+                    assert_eq!(got, expected, "typed() and decode_value disagree");
+                }
+            }
+        }
+    }
+}
+
+/// The relation a change refers to.
+fn msg_relation(msg: &PgoutputMessage) -> Option<crate::types::Oid> {
+    match msg {
+        PgoutputMessage::Insert(m) => Some(m.relation_id),
+        PgoutputMessage::Update(m) => Some(m.relation_id),
+        PgoutputMessage::Delete(m) => Some(m.relation_id),
+        _ => None,
     }
 }
 

@@ -54,7 +54,22 @@ fn pick(data: &[u8]) -> Option<(Oid, &[u8])> {
 }
 
 fn check(types: &TypeRegistry, oid: Oid, format: ValueFormat, body: &[u8]) {
-    let Ok(v) = types.decode(oid, format, Bytes::copy_from_slice(body)) else {
+    let decoded = types.decode(oid, format, Bytes::copy_from_slice(body));
+    // The borrowed path (a slice inside a larger buffer, as `TupleData::typed` decodes)
+    // agrees with decoding an exact `Bytes`, values and errors alike.
+    let mut framed = b"t\0\0\0\0".to_vec();
+    framed.extend_from_slice(body);
+    framed.push(b'n');
+    let framed = Bytes::from(framed);
+    let inner = framed.get(5..5 + body.len()).unwrap_or_default();
+    let borrowed = super::decode_raw(types, oid, format, super::Raw::within(&framed, inner), 0);
+    // (Compared through `Debug`: a NaN float is not equal to itself.)
+    assert_eq!(
+        format!("{borrowed:?}"),
+        format!("{decoded:?}"),
+        "borrowed and owned decoding disagree for {oid:?}"
+    );
+    let Ok(v) = decoded else {
         return;
     };
     let _ = v.to_json();
