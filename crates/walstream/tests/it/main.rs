@@ -1,6 +1,13 @@
 //! walstream facade integration tests against real PostgreSQL servers from
 //! walstream-test-support (every configured major version).
 
+mod ack;
+mod messages;
+mod origin;
+mod protocols;
 mod resume;
 mod snapshot;
 mod stream;
+mod toast;
+mod types;
+mod util;
