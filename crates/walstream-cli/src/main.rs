@@ -10,6 +10,7 @@
     clippy::cast_sign_loss
 )]
 
+mod basebackup;
 mod conn;
 mod decode;
 mod demo;
@@ -35,6 +36,7 @@ Examples:
   walstream tail -d 'host=db user=rep dbname=app' --slot s1 --publication p1 --create-slot
   walstream slot list -d 'host=db user=rep dbname=app'
   walstream decode changes.cap --format pretty
+  walstream basebackup -d 'host=db user=repl' -D /backups/b1 -P
   walstream verifybackup /backups/b1
 
 Exit codes: 0 success, 1 other failure, 2 usage, 3 connection, 4 authentication, 5 server error.
@@ -64,6 +66,8 @@ enum Command {
     Decode(decode::DecodeArgs),
     /// Verify a plain-format base backup against its backup_manifest.
     Verifybackup(verify::VerifyArgs),
+    /// Take a base backup (like pg_basebackup): plain or tar, WAL fetched or streamed.
+    Basebackup(basebackup::BasebackupArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args),
         Command::Demo(args) => block_on(demo::run(args)),
         Command::Verifybackup(args) => verify::run(args),
+        Command::Basebackup(args) => block_on(basebackup::run(args)),
         Command::Tail(args) => block_on(tail::tail(args)),
         Command::Record(args) => block_on(tail::record(args)),
         Command::Slot(args) => block_on(slot::run(args)),

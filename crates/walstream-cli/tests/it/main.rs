@@ -1,5 +1,6 @@
 //! The `walstream` binary against throwaway PostgreSQL clusters (every configured major).
 
+mod basebackup;
 mod demo;
 mod errors;
 mod tail;
