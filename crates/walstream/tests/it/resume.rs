@@ -160,3 +160,132 @@ fn cut_inside_a_streamed_transaction_signals_resumed_and_delivers_each_commit_on
         });
     });
 }
+
+/// A psql session kept open on stdin, to hold a transaction open across steps.
+struct Session {
+    child: std::process::Child,
+}
+
+impl Session {
+    fn open(c: &Cluster) -> Self {
+        let child = std::process::Command::new(c.install().bin("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(c.socket_conninfo(Role::Postgres))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child }
+    }
+
+    fn send(&mut self, sql: &str) {
+        use std::io::Write as _;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{sql}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn finish(mut self) {
+        drop(self.child.stdin.take());
+        assert!(self.child.wait().unwrap().success(), "psql session failed");
+    }
+}
+
+/// The same cut, but inside a transaction that is still running on the server: after the
+/// resume its blocks come again from the first one, and its commit arrives once.
+#[test]
+fn cut_inside_a_still_running_streamed_transaction_resends_it_from_the_start() {
+    for_each_server(|install| {
+        let c = Cluster::start(
+            install,
+            ClusterOptions::new()
+                .setting("logical_decoding_work_mem", "64kB")
+                .setting("wal_sender_timeout", "5s"),
+        )
+        .unwrap();
+        c.execute(
+            "CREATE TABLE r (id int PRIMARY KEY, pad text); \
+             CREATE PUBLICATION r_pub FOR TABLE r; \
+             SELECT pg_create_logical_replication_slot('r_slot', 'pgoutput');",
+        )
+        .unwrap();
+        let proxy = FaultProxy::start(("127.0.0.1", c.port())).unwrap();
+        let conninfo = c.conninfo(Role::Scram).replace(
+            &format!("port={}", c.port()),
+            &format!("port={}", proxy.port()),
+        );
+        let config: Config = format!("{conninfo} sslmode=disable").parse().unwrap();
+        // D: big and still running (no COMMIT yet).
+        let mut session = Session::open(&c);
+        session.send(&format!(
+            "BEGIN; INSERT INTO r SELECT g, repeat('x', 100) FROM generate_series(1, {BIG_ROWS}) g;"
+        ));
+        block_on(async {
+            let mut stream = LogicalStream::builder(config, "r_slot")
+                .publication("r_pub")
+                .streaming(Streaming::On)
+                .status_interval(Duration::from_millis(100))
+                .start()
+                .await
+                .unwrap();
+            let mut asm =
+                TransactionAssembler::new(AssemblyOptions::default(), stream.feedback().clone());
+            let (mut d, mut resumed, mut cut) = (None, None::<walstream::Resumed>, false);
+            let (mut first_after, mut inserts_after, mut commits) = (None, 0usize, 0);
+            let mut assembled = Vec::new();
+            while assembled.is_empty() {
+                let ev = next(&mut stream).await;
+                match ev.kind() {
+                    EventKind::StreamStart(s) => {
+                        d = Some(s.xid);
+                        if resumed.is_some() && first_after.is_none() {
+                            first_after = Some(s.first_segment);
+                        }
+                    }
+                    EventKind::StreamStop if !cut => {
+                        // One block of D received: cut the connection now.
+                        cut = true;
+                        proxy.handle().inject(Fault::Reset);
+                    }
+                    EventKind::StreamStop if resumed.is_some() && first_after.is_some() => {
+                        // D's blocks are flowing again: let it commit.
+                        if commits == 0 {
+                            commits = -1;
+                            session.send("COMMIT;");
+                        }
+                    }
+                    EventKind::Resumed(r) => resumed = Some(r.clone()),
+                    EventKind::Insert(_) if resumed.is_some() => inserts_after += 1,
+                    EventKind::StreamCommit(_) => commits = 1,
+                    _ => {}
+                }
+                asm.push(ev).unwrap();
+                while let Some(item) = asm.poll() {
+                    if let Assembled::Transaction(mut t) = item {
+                        let mut rows = 0;
+                        while let Some(ch) = t.next_change() {
+                            if ch.unwrap().kind_name() == "insert" {
+                                rows += 1;
+                            }
+                        }
+                        assembled.push((t.xid(), rows));
+                        t.ack();
+                    }
+                }
+            }
+            let d = d.expect("D was streamed");
+            let resumed = resumed.expect("a Resumed event");
+            assert_eq!(
+                resumed.discarded,
+                [d],
+                "the open streamed transaction is named"
+            );
+            assert_eq!(first_after, Some(true), "re-sent from its first block");
+            assert_eq!(inserts_after, BIG_ROWS, "every change re-sent, once");
+            assert_eq!(commits, 1);
+            assert_eq!(assembled, [(d, BIG_ROWS)], "assembled once, whole");
+            stream.shutdown().await.unwrap();
+        });
+        session.finish();
+    });
+}
