@@ -216,7 +216,11 @@ impl ThreadDecoderSink {
     }
 }
 
-fn decode_all(codec: Codec, mut reader: ChunkReader, inner: Box<dyn ArchiveSink>) -> Result<(), Error> {
+fn decode_all(
+    codec: Codec,
+    mut reader: ChunkReader,
+    inner: Box<dyn ArchiveSink>,
+) -> Result<(), Error> {
     let mut out = SinkWriter(inner);
     let name = codec.name();
     match codec {
@@ -234,12 +238,13 @@ fn decode_all(codec: Codec, mut reader: ChunkReader, inner: Box<dyn ArchiveSink>
         Codec::Zstd => {
             // One or more frames, one after the other.
             while reader.fill() {
-                let mut dec = ruzstd::decoding::StreamingDecoder::new(&mut reader).map_err(|e| {
-                    Error::Decompress {
-                        codec: name,
-                        source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
-                    }
-                })?;
+                let mut dec =
+                    ruzstd::decoding::StreamingDecoder::new(&mut reader).map_err(|e| {
+                        Error::Decompress {
+                            codec: name,
+                            source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+                        }
+                    })?;
                 io::copy(&mut dec, &mut out).map_err(|e| Error::from_io(e, name))?;
                 if !dec.decoder.is_finished() {
                     return Err(Error::Decompress {
@@ -262,7 +267,11 @@ impl ArchiveSink for ThreadDecoderSink {
             Some(tx) => tx.send(chunk.to_vec()).is_ok(),
             None => false,
         };
-        if sent { Ok(()) } else { Err(self.worker_error()) }
+        if sent {
+            Ok(())
+        } else {
+            Err(self.worker_error())
+        }
     }
 
     fn finish(&mut self) -> Result<(), Error> {
@@ -367,7 +376,11 @@ mod tests {
         ])
     }
 
-    fn extract_with(codec: Codec, compressed: &[u8], chunk: usize) -> Result<tempfile::TempDir, Error> {
+    fn extract_with(
+        codec: Codec,
+        compressed: &[u8],
+        chunk: usize,
+    ) -> Result<tempfile::TempDir, Error> {
         let dir = tempfile::tempdir().unwrap();
         let tar: Box<dyn ArchiveSink> = Box::new(TarExtractor::new(dir.path()).unwrap());
         let mut sink = codec.decoder(tar);
@@ -410,7 +423,10 @@ mod tests {
                     b"hello codec",
                     "{codec:?}"
                 );
-                assert_eq!(std::fs::read(dir.path().join("big")).unwrap().len(), 200_000);
+                assert_eq!(
+                    std::fs::read(dir.path().join("big")).unwrap().len(),
+                    200_000
+                );
             }
         }
     }
@@ -434,9 +450,15 @@ mod tests {
         // A tar error inside a thread-decoded stream comes back typed.
         let evil = crate::tar::tests::archive(&[("../evil", b'0', b"x".as_slice())]);
         let err = extract_with(Codec::Zstd, &zstd(&evil), 100).unwrap_err();
-        assert!(matches!(err, Error::Tar(crate::error::TarError::UnsafePath { .. })), "{err:?}");
+        assert!(
+            matches!(err, Error::Tar(crate::error::TarError::UnsafePath { .. })),
+            "{err:?}"
+        );
         let err = extract_with(Codec::Lz4, &lz4(&evil), 100).unwrap_err();
-        assert!(matches!(err, Error::Tar(crate::error::TarError::UnsafePath { .. })), "{err:?}");
+        assert!(
+            matches!(err, Error::Tar(crate::error::TarError::UnsafePath { .. })),
+            "{err:?}"
+        );
     }
 
     #[test]

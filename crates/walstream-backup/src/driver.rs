@@ -194,7 +194,10 @@ fn position(set: &ResultSet, what: &str) -> Result<(Lsn, TimelineId), Error> {
     let [row] = set.rows() else {
         return Err(bad());
     };
-    let lsn = row.get(0).and_then(|s| s.parse::<Lsn>().ok()).ok_or_else(bad)?;
+    let lsn = row
+        .get(0)
+        .and_then(|s| s.parse::<Lsn>().ok())
+        .ok_or_else(bad)?;
     let tli = row
         .get(1)
         .and_then(|s| s.parse::<u32>().ok())
@@ -206,9 +209,7 @@ fn position(set: &ResultSet, what: &str) -> Result<(Lsn, TimelineId), Error> {
 /// Parses a `SHOW wal_segment_size` answer (`16MB`, `1GB`, `1048576`).
 pub(crate) fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().ok()?;
     let mult: u64 = match unit.trim() {
@@ -313,9 +314,9 @@ impl BaseBackup {
         client: &mut Client,
         target: &mut (dyn BackupTarget + Send),
     ) -> Result<BackupResult, Error> {
-        let major = client.server_major_version().ok_or_else(|| {
-            Error::Unsupported("the server did not report its version".into())
-        })?;
+        let major = client
+            .server_major_version()
+            .ok_or_else(|| Error::Unsupported("the server did not report its version".into()))?;
         if self.options.incremental {
             return Err(Error::Unsupported(
                 "INCREMENTAL needs UPLOAD_MANIFEST (COPY IN), which walstream-conn does not \
@@ -340,8 +341,7 @@ impl BaseBackup {
         };
         tracing::debug!(%command, "starting base backup");
 
-        let mut decoder =
-            BackupStreamDecoder::new(major, options.manifest != ManifestMode::No);
+        let mut decoder = BackupStreamDecoder::new(major, options.manifest != ManifestMode::No);
         let mut tap = Tap {
             inner: target,
             on_progress: self.on_progress.as_mut(),
@@ -375,8 +375,7 @@ impl BaseBackup {
                                         start: lsn,
                                         timeline: tli,
                                     };
-                                    streamer =
-                                        Some(tokio::spawn(stream_wal(job, end_rx.clone())));
+                                    streamer = Some(tokio::spawn(stream_wal(job, end_rx.clone())));
                                 }
                             }
                             2 => {
@@ -577,7 +576,9 @@ mod tests {
         assert!(b.options().wal);
         let b = b.wal_method(WalMethod::None);
         assert!(!b.options().wal);
-        let b = b.wal_method(WalMethod::Stream(Box::new(WalStream::new(Config::default()))));
+        let b = b.wal_method(WalMethod::Stream(Box::new(WalStream::new(
+            Config::default(),
+        ))));
         assert!(!b.options().wal);
     }
 

@@ -14,6 +14,27 @@
 //! - [`Manifest`] parses PostgreSQL's `backup_manifest` (versions 1 and 2) and
 //!   [`verify_backup`] checks a directory against it like `pg_verifybackup`.
 //! - [`WalWriter`] writes streamed WAL into segment files like `pg_receivewal`.
+//!
+//! [`BaseBackup`] is the async driver on top: it sends `BASE_BACKUP` in the syntax of the
+//! server's version over a walstream-conn [`Client`](walstream_conn::Client), routes the
+//! answer through [`BackupStreamDecoder`] into a [`BackupTarget`] (usually a
+//! [`DirectoryTarget`], plain or tar format; [`Codec`] decodes gzip, LZ4 and Zstandard
+//! server compression on the fly), reports [`Progress`] to a closure, and streams the WAL
+//! over a second connection with [`WalMethod::Stream`]. An interrupted backup keeps
+//! [`INCOMPLETE_MARKER`] and never gets a `backup_label` or `backup_manifest`.
+//!
+//! ```no_run
+//! use walstream_backup::{BaseBackup, BaseBackupOptions, CheckpointMode, DirectoryTarget, Format};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config: walstream_conn::Config = "host=db user=repl replication=true".parse()?;
+//! let mut client = walstream_conn::Client::connect(&config).await?;
+//! let options = BaseBackupOptions { checkpoint: CheckpointMode::Fast, ..Default::default() };
+//! let target = DirectoryTarget::create("/backups/b1", Format::Plain)?;
+//! let (result, _dir) = BaseBackup::new(options).run_to_directory(&mut client, target).await?;
+//! println!("consistent at {}", result.end_lsn);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 #![deny(

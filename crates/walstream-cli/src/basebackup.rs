@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use walstream_backup::{
-    BaseBackup, BaseBackupOptions, ChecksumAlgorithm, CheckpointMode, DirectoryTarget, Format,
+    BaseBackup, BaseBackupOptions, CheckpointMode, ChecksumAlgorithm, DirectoryTarget, Format,
     ManifestMode, Progress, WalMethod, WalStream,
 };
 use walstream_conn::ReplicationMode;

@@ -126,7 +126,10 @@ impl Restored {
     fn start(install: &PgInstall, data: &Path, scratch: &Path, extra_dirs: &[&Path]) -> Self {
         let sock = scratch.join("restored-sock");
         fs::create_dir_all(&sock).unwrap();
-        for d in [data, sock.as_path()].into_iter().chain(extra_dirs.iter().copied()) {
+        for d in [data, sock.as_path()]
+            .into_iter()
+            .chain(extra_dirs.iter().copied())
+        {
             chown_to_server(d);
         }
         let port = TcpListener::bind("127.0.0.1:0")
@@ -173,7 +176,15 @@ impl Restored {
         run(Command::new(self.install.bin("psql"))
             .args(["-X", "-A", "-t", "-h"])
             .arg(&self.sock)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+            ])
             .arg(sql))
         .trim()
         .to_owned()
@@ -243,7 +254,10 @@ fn check_rows(restored: &Restored, committed: &[(u32, u64)], end: u64) {
         .collect();
     assert!(must.len() >= 100, "the pre-backup rows are expected");
     for id in &must {
-        assert!(present.contains(id), "row {id} committed before the end is missing");
+        assert!(
+            present.contains(id),
+            "row {id} committed before the end is missing"
+        );
     }
 }
 
@@ -307,14 +321,22 @@ fn fetch_backup_with_mapped_tablespace_while_writing_verifies_and_starts() {
         assert!(dir.join("backup_label").exists());
         assert!(!dir.join(PENDING_LABEL).exists());
         // The tablespace went to its new location, and the link points there.
-        assert_eq!(fs::read_link(dir.join(format!("pg_tblspc/{}", result.tablespaces[0].oid.unwrap()))).unwrap(), ts_new);
+        assert_eq!(
+            fs::read_link(dir.join(format!("pg_tblspc/{}", result.tablespaces[0].oid.unwrap())))
+                .unwrap(),
+            ts_new
+        );
         assert!(fs::read_dir(&ts_new).unwrap().next().is_some());
         // Progress: a total, per-tablespace reports, the tablespace first.
         let reports = reports.lock().unwrap();
         assert!(!reports.is_empty());
         assert!(reports.iter().all(|p| p.bytes_total.is_some()));
         assert!(reports.iter().any(|p| p.tablespace.is_some()));
-        assert!(reports.iter().any(|p| p.tablespace.is_none() && p.archive_bytes_done > 0));
+        assert!(
+            reports
+                .iter()
+                .any(|p| p.tablespace.is_none() && p.archive_bytes_done > 0)
+        );
         let last = reports.last().unwrap();
         assert!(last.bytes_done > 0);
 
@@ -324,7 +346,9 @@ fn fetch_backup_with_mapped_tablespace_while_writing_verifies_and_starts() {
         assert_eq!(restored.query("SELECT count(*) FROM in_ts"), "500");
         assert_eq!(restored.query("SELECT count(*) FROM big"), "3000");
         assert_eq!(
-            restored.query("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts1'"),
+            restored.query(
+                "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts1'"
+            ),
             ts_new.to_str().unwrap()
         );
     });
@@ -340,15 +364,20 @@ fn stream_backup_verifies_starts_and_leaves_no_slot() {
         std::thread::sleep(Duration::from_millis(200));
         let dest = work.path().join("backup");
         let target = DirectoryTarget::create(&dest, Format::Plain).unwrap();
-        let mut backup = BaseBackup::new(fast())
-            .wal_method(WalMethod::Stream(Box::new(WalStream::new(physical(&cluster)))));
+        let mut backup = BaseBackup::new(fast()).wal_method(WalMethod::Stream(Box::new(
+            WalStream::new(physical(&cluster)),
+        )));
         let (result, dir) = rt()
             .block_on(backup_into(&cluster, &mut backup, target))
             .unwrap();
         let mut committed = writer.finish();
         committed.extend(initial_rows());
         let streamed = result.wal_streamed_to.unwrap();
-        assert!(streamed >= result.end_lsn, "{streamed} < {}", result.end_lsn);
+        assert!(
+            streamed >= result.end_lsn,
+            "{streamed} < {}",
+            result.end_lsn
+        );
         // Segments, none left partial.
         let wal: Vec<String> = fs::read_dir(dir.join("pg_wal"))
             .unwrap()
@@ -356,11 +385,12 @@ fn stream_backup_verifies_starts_and_leaves_no_slot() {
             .filter(|n| n.len() == 24)
             .collect();
         assert!(!wal.is_empty());
-        assert!(
-            !fs::read_dir(dir.join("pg_wal"))
-                .unwrap()
-                .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".partial"))
-        );
+        assert!(!fs::read_dir(dir.join("pg_wal")).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".partial")
+        }));
         // The temporary slot went with the streaming connection.
         walstream_test_support::wait_for(
             "the temporary slot to go",
@@ -385,7 +415,12 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             if ft.is_dir() {
                 stack.push(e.path());
             } else if ft.is_file() {
-                let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                let rel = e
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 out.insert(rel, fs::read(e.path()).unwrap());
             }
         }
@@ -450,13 +485,26 @@ fn built_with(install: &PgInstall, method: &str) -> bool {
 fn server_compressed_backups_extract_and_verify() {
     for_each_server(|install| {
         let cluster = Cluster::start(install, ClusterOptions::new()).unwrap();
-        if !skip_unless(cluster.major() >= 15, "server-side COMPRESSION needs PostgreSQL 15") {
+        if !skip_unless(
+            cluster.major() >= 15,
+            "server-side COMPRESSION needs PostgreSQL 15",
+        ) {
             return;
         }
         prepare(&cluster);
-        for (method, detail) in [("gzip", Some("level=1")), ("lz4", None), ("zstd", Some("level=3"))] {
+        for (method, detail) in [
+            ("gzip", Some("level=1")),
+            ("lz4", None),
+            ("zstd", Some("level=3")),
+        ] {
             if !built_with(install, method) {
-                skip_unless(false, &format!("this PostgreSQL {} is built without {method}", cluster.major()));
+                skip_unless(
+                    false,
+                    &format!(
+                        "this PostgreSQL {} is built without {method}",
+                        cluster.major()
+                    ),
+                );
                 continue;
             }
             let work = scratch();

@@ -33,7 +33,11 @@ fn basebackup_then_verifybackup() {
         let out = run(&args);
         assert_ok(&out, Some(&c));
         assert!(stdout(&out).contains("backup complete"), "{}", stdout(&out));
-        assert!(stderr(&out).contains(" kB"), "no progress: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(" kB"),
+            "no progress: {}",
+            stderr(&out)
+        );
         let manifest = std::fs::read_to_string(dir.join("backup_manifest")).unwrap();
         assert!(manifest.contains("\"Checksum-Algorithm\": \"SHA256\""));
         assert!(!dir.join("walstream_backup_incomplete").exists());
@@ -49,7 +53,17 @@ fn basebackup_then_verifybackup() {
         // Tar format with WAL fetched: the archive and the manifest, nothing else.
         let tar = work.path().join("t").display().to_string();
         let out = run(&[
-            "basebackup", "-d", &conninfo, "-D", &tar, "-F", "tar", "-X", "fetch", "-c", "fast",
+            "basebackup",
+            "-d",
+            &conninfo,
+            "-D",
+            &tar,
+            "-F",
+            "tar",
+            "-X",
+            "fetch",
+            "-c",
+            "fast",
         ]);
         assert_ok(&out, Some(&c));
         let mut names: Vec<String> = std::fs::read_dir(&tar)
@@ -64,7 +78,15 @@ fn basebackup_then_verifybackup() {
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         assert!(stderr(&out).contains("hint:"), "{}", stderr(&out));
         let other = work.path().join("x").display().to_string();
-        let out = run(&["basebackup", "-d", &conninfo, "-D", &other, "--compress", "bzip2"]);
+        let out = run(&[
+            "basebackup",
+            "-d",
+            &conninfo,
+            "-D",
+            &other,
+            "--compress",
+            "bzip2",
+        ]);
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     });
 }
