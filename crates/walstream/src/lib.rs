@@ -32,9 +32,11 @@
 //! The pieces: [`LogicalStream`] (connection, retry and resume, feedback, shutdown) over the
 //! sans-IO [`LogicalDecoder`] (XLogData in, [`Event`]s out) and [`LsnFeedback`]; opt-in
 //! [`TransactionAssembler`] for whole transactions; [`Row::deserialize`] into your types;
-//! [`Event::to_json_line`] and [`DebeziumEncoder`] for JSON output; slot helpers
-//! [`create_slot`], [`drop_slot`], [`list_slots`]. The [`manual`] explains slots, LSNs and
-//! feedback, failure and resume, and TLS choices.
+//! [`Event::to_json_line`] and [`DebeziumEncoder`] for JSON output; slot management with
+//! [`SlotManager`] (or [`create_slot`], [`drop_slot`], [`list_slots`], ...); a managed
+//! initial snapshot ([`LogicalStreamBuilder::initial_snapshot`]). The [`manual`] explains
+//! slots, the snapshot hand-off, LSNs and feedback, failure and resume (the
+//! [`EventKind::Resumed`] signal), and TLS choices.
 //!
 //! Features: `chrono`, `time`, `uuid`, `rust_decimal` add `TryFrom<&Field>` conversions to
 //! those crates' types (dates, times, timestamps, UUIDs, decimals).

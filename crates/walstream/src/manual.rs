@@ -21,12 +21,28 @@
 //! if nobody consumes or confirms) and old catalog rows (`catalog_xmin`). A slot keeps
 //! both even when no client is connected: drop slots you no longer use
 //! ([`drop_slot`](crate::drop_slot)), and watch [`list_slots`](crate::list_slots)'s
-//! `lag_bytes` (`pg_current_wal_lsn() - confirmed_flush_lsn`) in monitoring.
+//! `lag_bytes` (`pg_current_wal_lsn() - confirmed_flush_lsn`: how far acknowledgements are
+//! behind) and `restart_lag_bytes` (`pg_current_wal_lsn() - restart_lsn`: how much WAL the
+//! slot keeps on disk) in monitoring; `wal_status = lost` means the slot fell behind
+//! `max_slot_wal_keep_size` and can no longer be used.
+//!
+//! [`SlotManager`](crate::SlotManager) runs slot commands on one `replication=database`
+//! connection: [`create`](crate::SlotManager::create) /
+//! [`create_if_not_exists`](crate::SlotManager::create_if_not_exists) (options in
+//! [`CreateSlotOptions`](crate::CreateSlotOptions)), [`drop_slot`](crate::SlotManager::drop_slot)
+//! (with `wait`, it waits for the slot's walsender to go away instead of failing),
+//! [`alter`](crate::SlotManager::alter) (PostgreSQL 17+ `failover`, 18+ `two_phase`),
+//! [`read`](crate::SlotManager::read) (`READ_REPLICATION_SLOT`, 15+, physical slots only —
+//! the server refuses it for logical ones), [`info`](crate::SlotManager::info) and
+//! [`list`](crate::SlotManager::list). The free functions do the same with a connection per
+//! call. Options that a server version lacks fail before anything is sent.
 //!
 //! * A **permanent** slot survives restarts and disconnections: use it for anything that
 //!   must not miss changes.
 //! * A **temporary** slot is dropped when the connection that created it ends: fine for
-//!   tests and one-off captures, useless for resuming.
+//!   tests and one-off captures, useless for resuming. Create it with a
+//!   [`SlotManager`](crate::SlotManager), which keeps the connection
+//!   ([`create_slot`](crate::create_slot) refuses: its connection ends at once).
 //! * **two_phase** slots decode prepared transactions at `PREPARE` (PostgreSQL 15+ with the
 //!   `TWO_PHASE` option; pair it with [`LogicalStreamBuilder::two_phase`](crate::LogicalStreamBuilder::two_phase)).
 //! * **failover** slots (PostgreSQL 17+) are synchronised to standbys.
@@ -34,7 +50,52 @@
 //!   returns a snapshot name; a second, ordinary connection can `SET TRANSACTION SNAPSHOT`
 //!   to it and read the tables exactly as of the slot's consistent point, which is how an
 //!   initial copy hands over to the stream without missing or doubling rows. The snapshot
-//!   lives only while the creating connection runs no other command.
+//!   lives only while the creating connection runs no other command. With
+//!   [`SnapshotAction::Use`](crate::SnapshotAction) the creating connection's own
+//!   transaction (a `REPEATABLE READ, READ ONLY` one that `SlotManager::create` opens) uses
+//!   the snapshot; `Nothing` makes none (fastest).
+//!
+//! ## Initial snapshot
+//!
+//! [`LogicalStreamBuilder::initial_snapshot`](crate::LogicalStreamBuilder::initial_snapshot)
+//! does the whole hand-off for a **new** slot:
+//!
+//! 1. `CREATE_REPLICATION_SLOT … (SNAPSHOT 'export')` on the replication connection, which
+//!    then stays idle (the exported snapshot dies with its next command);
+//! 2. a second, ordinary connection runs `BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+//!    SET TRANSACTION SNAPSHOT '…'`, lists the publications' tables
+//!    (`pg_publication_tables`) and copies each with `COPY (SELECT …) TO STDOUT`; each row
+//!    becomes an [`EventKind::Read`](crate::EventKind::Read) with the same typed
+//!    [`Row`](crate::Row) as stream events (values decoded by their type OID), the last one
+//!    marked [`last`](crate::SnapshotRead::last);
+//! 3. [`EventKind::SnapshotComplete`](crate::EventKind::SnapshotComplete) (consistent point,
+//!    table and row counts);
+//! 4. `START_REPLICATION` on the first connection from the slot: exactly the transactions
+//!    that commit after the consistent point.
+//!
+//! The snapshot sees every transaction that committed before the consistent point and none
+//! after; the slot sends exactly the ones after. So applying the reads (as upserts by key)
+//! and then the changes gives the tables' current contents, with no row missed or doubled.
+//! Rows are read as you consume them (a queue of a few hundred rows), so memory stays
+//! bounded whatever the table sizes; a slow consumer keeps the copy's transaction open,
+//! which holds back vacuum on the server for that long.
+//!
+//! Applied from the publications (PostgreSQL 15+): row filters (ORed when several
+//! publications publish a table; none if one publishes it unfiltered, as the server does)
+//! and column lists. Partitioned tables are copied as the publication lists them (the root
+//! with `publish_via_partition_root`, otherwise each leaf). Not applied: the `publish`
+//! operation list (a publication without `insert` still gets its tables copied, like the
+//! server's own table synchronisation). Read events carry no acknowledgement handle: the
+//! slot's `confirmed_flush_lsn` already is the consistent point.
+//!
+//! The snapshot cannot be resumed: if it fails or is cancelled, the stream drops the slot
+//! (best effort) and returns the error (or ends), so that a new start takes a fresh
+//! snapshot. Starting with `initial_snapshot(true)` on an existing slot is refused
+//! ([`ErrorKind::Usage`](crate::ErrorKind)): once a snapshot completed, restart without it
+//! (the `initial-snapshot` example checks with [`slot_info`](crate::slot_info)). If the
+//! process dies during the copy the slot stays: drop it before starting over. With
+//! [`DebeziumEncoder::encode_read`](crate::DebeziumEncoder::encode_read), read events become
+//! Debezium's `op = "r"` records (`source.snapshot` `true`, `last` on the last row).
 //!
 //! ## LSNs and feedback
 //!
@@ -90,6 +151,34 @@
 //! Streamed in-progress transactions ([`Streaming::On`](crate::Streaming)) cannot be
 //! recognised as already acknowledged before their end: in event mode their blocks may be
 //! delivered again after a resume; the assembler drops them whole.
+//!
+//! ### The resume signal
+//!
+//! Every reconnect puts one [`EventKind::Resumed`](crate::EventKind::Resumed) before the
+//! first event of the new connection (failed attempts in between do not add more). It
+//! carries [`at`](crate::Resumed::at), the position the new connection started from, and
+//! [`discarded`](crate::Resumed::discarded): the transactions the lost connection left open
+//! — a `Begin` without its `Commit`, and every streamed transaction with blocks delivered
+//! but no Stream Commit/Abort/Prepare yet (whether the cut came inside a block or between
+//! two). On it, a consumer must:
+//!
+//! * drop the partial state of the `discarded` transactions: the server sends each of them
+//!   again **from its start** — for a streamed transaction, from its first block
+//!   (`first_segment = true`), every change once more, whether the transaction was still
+//!   running on the server or already committed there; a transaction that commits later
+//!   then arrives with its Stream Commit once;
+//! * treat everything delivered but not acknowledged as not delivered: it comes again
+//!   (transactions that end at or before what was acknowledged are skipped).
+//!
+//! A signal on every reconnect, rather than only when something was open, is what makes the
+//! second rule usable: a consumer that buffers whole but unacknowledged transactions (to
+//! apply them in batches) learns that they will be re-sent. A synthetic Stream Stop would not
+//! do: it says "block ends, transaction continues", the opposite of what happened.
+//! The [`TransactionAssembler`](crate::TransactionAssembler) handles the event itself: it
+//! drops every partial and unacknowledged state and passes the event on as
+//! [`Assembled::Event`](crate::Assembled). Users of the sans-IO
+//! [`LogicalDecoder`](crate::LogicalDecoder) get it from
+//! [`reset_for_resume`](crate::LogicalDecoder::reset_for_resume).
 //!
 //! ## TLS choices
 //!

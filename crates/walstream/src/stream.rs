@@ -337,7 +337,9 @@ impl LogicalStreamBuilder {
 /// the [`RetryPolicy`]: the stream reconnects, restarts at the acknowledged position, and
 /// skips transactions the server sends again that end at or before it, so an acknowledging
 /// consumer sees each committed transaction once. Events delivered but not acknowledged
-/// before a connection loss are delivered again.
+/// before a connection loss are delivered again; an
+/// [`EventKind::Resumed`](crate::EventKind::Resumed) before the new connection's first event
+/// says so (see the [manual](crate::manual#the-resume-signal)).
 pub struct LogicalStream {
     settings: LogicalStreamBuilder,
     decoder: Option<LogicalDecoder>,
