@@ -46,6 +46,13 @@ impl PgDate {
 
     pub(crate) fn parse(data: &[u8]) -> Result<Self, DecodeError> {
         const CTX: &str = "date";
+        if let Some(d) = data
+            .split_first_chunk::<10>()
+            .filter(|(_, rest)| rest.is_empty())
+            .and_then(|(ymd, _)| canonical_ymd(ymd))
+        {
+            return Ok(d);
+        }
         let t = trim(data);
         if t.eq_ignore_ascii_case(b"infinity") {
             return Ok(Self::INFINITY);
@@ -348,6 +355,9 @@ pub(crate) fn write_time_json(t: PgTime, offset: Option<i32>, out: &mut String) 
 /// Parses a `timestamp` or (with `tz`) `timestamptz` in ISO DateStyle; the printed offset is
 /// applied, so a `timestamptz` comes back as a UTC instant whatever the session `TimeZone`.
 pub(crate) fn parse_timestamp(data: &[u8], tz: bool) -> Result<PgTimestamp, DecodeError> {
+    if let Some(ts) = canonical_timestamp(data, tz) {
+        return Ok(ts);
+    }
     let ctx = if tz { "timestamptz" } else { "timestamp" };
     let t = trim(data);
     if t.eq_ignore_ascii_case(b"infinity") {
@@ -374,6 +384,93 @@ pub(crate) fn parse_timestamp(data: &[u8], tz: bool) -> Result<PgTimestamp, Deco
         .filter(|v| *v != i64::MAX && *v != i64::MIN)
         .map(PgTimestamp)
         .ok_or_else(|| bad(ctx, 0, "timestamp out of range"))
+}
+
+/// Fixed-width decimal digits (at most 9), or `None` if a byte is not a digit.
+#[inline]
+fn fixed_digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+    })
+}
+
+/// `YYYY-MM-DD` as the server prints it (four-digit year, AD), or `None`: the general parser
+/// then decides, and reports any error.
+#[inline]
+fn canonical_ymd(t: &[u8; 10]) -> Option<PgDate> {
+    let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = *t else {
+        return None;
+    };
+    let y = fixed_digits(&[y0, y1, y2, y3])?;
+    let m = fixed_digits(&[m0, m1])?;
+    let d = fixed_digits(&[d0, d1])?;
+    if y == 0 {
+        return None;
+    }
+    PgDate::from_ymd(i64::from(y), m, d)
+}
+
+/// The timestamp form the server prints, `YYYY-MM-DD HH:MM:SS[.f{1,6}]` and for `timestamptz`
+/// an offset `+HH[:MM]`, parsed without the general scanner. `None` for anything else (other
+/// widths, BC, hour 24, leap seconds, whitespace, errors): the general parser then decides.
+#[inline]
+fn canonical_timestamp(t: &[u8], tz: bool) -> Option<PgTimestamp> {
+    let (ymd, rest) = t.split_first_chunk::<10>()?;
+    let date = canonical_ymd(ymd)?;
+    let (hms, mut rest) = rest.split_first_chunk::<9>()?;
+    let [b' ', h0, h1, b':', m0, m1, b':', s0, s1] = *hms else {
+        return None;
+    };
+    let (h, m, sec) = (
+        fixed_digits(&[h0, h1])?,
+        fixed_digits(&[m0, m1])?,
+        fixed_digits(&[s0, s1])?,
+    );
+    if h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    let mut us = i64::from(h * 3600 + m * 60 + sec) * USECS_PER_SEC;
+    if let Some((b'.', r)) = rest.split_first() {
+        let n = r.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (frac, r) = r.split_at_checked(n).filter(|_| (1..=6).contains(&n))?;
+        let mut frac = i64::from(fixed_digits(frac)?);
+        for _ in n..6 {
+            frac *= 10;
+        }
+        us += frac;
+        rest = r;
+    }
+    let offset = if tz {
+        let (&sign, r) = rest.split_first()?;
+        let (oh, r) = r.split_first_chunk::<2>()?;
+        let (om, r) = match r.split_first() {
+            Some((b':', r)) => {
+                let (om, r) = r.split_first_chunk::<2>()?;
+                (fixed_digits(om)?, r)
+            }
+            _ => (0, r),
+        };
+        let oh = fixed_digits(oh)?;
+        if oh > 15 || om > 59 {
+            return None;
+        }
+        rest = r;
+        let v = i64::from(oh * 3600 + om * 60);
+        match sign {
+            b'+' => v,
+            b'-' => -v,
+            _ => return None,
+        }
+    } else {
+        0
+    };
+    if !rest.is_empty() {
+        return None;
+    }
+    // Four-digit AD years keep this far inside i64 (and off the infinities).
+    Some(PgTimestamp(
+        i64::from(date.0) * USECS_PER_DAY + us - offset * USECS_PER_SEC,
+    ))
 }
 
 /// An `interval`: months, days and microseconds, kept apart as PostgreSQL does.
@@ -580,7 +677,73 @@ impl fmt::Display for PgInterval {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// The general parser alone (what the canonical fast paths must agree with).
+    fn general_timestamp(data: &[u8], tz: bool) -> Result<PgTimestamp, DecodeError> {
+        let ctx = if tz { "timestamptz" } else { "timestamp" };
+        let (t, bc) = strip_bc(trim(data));
+        let mut s = Scan::new(t, ctx);
+        let (y, m, d) = scan_ymd(&mut s, bc)?;
+        if !(s.eat(b' ') || s.eat(b'T')) {
+            return Err(s.err("expected a time after the date"));
+        }
+        let us = scan_time(&mut s)?;
+        let offset = if tz { scan_offset(&mut s)? } else { 0 };
+        s.finish()?;
+        let date = PgDate::from_ymd(y, m, d).ok_or_else(|| bad(ctx, 0, "date out of range"))?;
+        let utc = i128::from(date.0) * i128::from(USECS_PER_DAY) + i128::from(us)
+            - i128::from(offset) * i128::from(USECS_PER_SEC);
+        i64::try_from(utc)
+            .map(PgTimestamp)
+            .map_err(|_| bad(ctx, 0, "timestamp out of range"))
+    }
+
+    proptest! {
+        /// Whatever the canonical fast paths accept, the general parser reads the same way.
+        #[test]
+        fn canonical_fast_paths_agree(
+            s in "[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,7})?([+-][0-9]{1,2}(:[0-9]{2}){0,2})?",
+            tz in any::<bool>(),
+        ) {
+            if let Some(fast) = canonical_timestamp(s.as_bytes(), tz) {
+                prop_assert_eq!(Ok(fast), general_timestamp(s.as_bytes(), tz), "{}", s);
+            }
+            prop_assert_eq!(
+                parse_timestamp(s.as_bytes(), tz).ok(),
+                general_timestamp(s.as_bytes(), tz).ok()
+            );
+            let date = s.get(..10).unwrap_or_default().as_bytes();
+            if let Some(fast) = date.try_into().ok().and_then(canonical_ymd) {
+                let mut sc = Scan::new(date, "date");
+                let (y, m, d) = scan_ymd(&mut sc, false).unwrap();
+                prop_assert_eq!(Some(fast), PgDate::from_ymd(y, m, d));
+            }
+        }
+    }
+
+    #[test]
+    fn canonical_forms_take_the_fast_path() {
+        let ts = b"2024-03-01 12:00:37.5+05:30";
+        assert_eq!(
+            canonical_timestamp(ts, true),
+            Some(general_timestamp(ts, true).unwrap())
+        );
+        assert_eq!(canonical_ymd(b"2024-02-29"), PgDate::from_ymd(2024, 2, 29));
+        // Left to the general parser: 24:00, leap seconds, BC, 5-digit years, seconds offsets.
+        for t in [
+            &b"2024-03-01 24:00:00"[..],
+            b"2024-03-01 12:00:60",
+            b"2024-03-01 12:00:00 BC",
+            b"12024-03-01 12:00:00",
+            b"2024-03-01 12:00:00+05:30:15",
+            b"2023-02-29 12:00:00",
+        ] {
+            assert_eq!(canonical_timestamp(t, true), None, "{t:?}");
+        }
+    }
 
     #[test]
     fn dates() {

@@ -35,8 +35,112 @@ enum Repr {
         negative: bool,
         weight: i16,
         scale: u16,
-        digits: Vec<u16>,
+        digits: Digits,
     },
+}
+
+/// How many base-10000 digits a numeric keeps inline: 32 decimal digits, enough for every
+/// `numeric(p, s)` up to p = 28 and most unconstrained values, without an allocation.
+const INLINE_DIGITS: usize = 8;
+
+/// The digit groups of a finite numeric: inline when they fit, on the heap otherwise.
+#[derive(Clone)]
+enum Digits {
+    Inline { len: u8, buf: [u16; INLINE_DIGITS] },
+    Heap(Vec<u16>),
+}
+
+impl Digits {
+    /// Room for `n` digits.
+    fn with_capacity(n: usize) -> Self {
+        if n <= INLINE_DIGITS {
+            Self::Inline {
+                len: 0,
+                buf: [0; INLINE_DIGITS],
+            }
+        } else {
+            Self::Heap(Vec::with_capacity(n))
+        }
+    }
+
+    fn from_slice(digits: &[u16]) -> Self {
+        let mut out = Self::with_capacity(digits.len());
+        for &d in digits {
+            out.push(d);
+        }
+        out
+    }
+
+    fn push(&mut self, d: u16) {
+        match self {
+            Self::Inline { len, buf } => match buf.get_mut(usize::from(*len)) {
+                Some(slot) => {
+                    *slot = d;
+                    *len += 1;
+                }
+                None => {
+                    let mut v = Vec::with_capacity(2 * INLINE_DIGITS);
+                    v.extend_from_slice(buf);
+                    v.push(d);
+                    *self = Self::Heap(v);
+                }
+            },
+            Self::Heap(v) => v.push(d),
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        match self {
+            Self::Inline { len, .. } => {
+                if n < usize::from(*len) {
+                    // `n` is below `len`, a u8.
+                    *len = u8::try_from(n).unwrap_or(*len);
+                }
+            }
+            Self::Heap(v) => v.truncate(n),
+        }
+    }
+
+    fn as_slice(&self) -> &[u16] {
+        match self {
+            Self::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+            Self::Heap(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u16] {
+        match self {
+            Self::Inline { len, buf } => buf.get_mut(..usize::from(*len)).unwrap_or_default(),
+            Self::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::Deref for Digits {
+    type Target = [u16];
+    fn deref(&self) -> &[u16] {
+        self.as_slice()
+    }
+}
+
+impl fmt::Debug for Digits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_slice(), f)
+    }
+}
+
+impl PartialEq for Digits {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Digits {}
+
+impl std::hash::Hash for Digits {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
 }
 
 impl PgNumeric {
@@ -53,7 +157,7 @@ impl PgNumeric {
         if scale > MAX_DSCALE || digits.iter().any(|d| *d > 9999) {
             return None;
         }
-        Some(normalise(negative, weight, scale, digits))
+        Some(normalise(negative, weight, scale, &digits))
     }
 
     /// True for `NaN`.
@@ -74,7 +178,7 @@ impl PgNumeric {
     /// The base-10000 digit groups (empty for zero and the special values).
     pub fn digits(&self) -> &[u16] {
         match &self.0 {
-            Repr::Finite { digits, .. } => digits,
+            Repr::Finite { digits, .. } => digits.as_slice(),
             _ => &[],
         }
     }
@@ -116,7 +220,7 @@ impl PgNumeric {
         let scale_at = c.offset();
         let scale = c.u16()?;
         let n = c.count(i64::from(ndigits), 2, at)?;
-        let mut digits = Vec::with_capacity(n);
+        let mut digits = Digits::with_capacity(n);
         for _ in 0..n {
             let at = c.offset();
             let d = c.u16()?;
@@ -138,7 +242,7 @@ impl PgNumeric {
         }
         // As numeric_recv does: digits hidden by the display scale are truncated away.
         truncate_to_scale(weight, scale, &mut digits);
-        Ok(normalise(sign == SIGN_NEG, weight, scale, digits))
+        Ok(normalise(sign == SIGN_NEG, weight, scale, &digits))
     }
 
     /// Parses numeric text: `[+-]digits[.digits]`, `NaN`, `[+-]Infinity`.
@@ -188,7 +292,7 @@ impl PgNumeric {
             .ok()
             .and_then(|g| g.checked_sub(1))
             .ok_or_else(|| bad(CTX, 0, "numeric value out of range"))?;
-        let mut digits = Vec::with_capacity(int_groups + frac_groups);
+        let mut digits = Digits::with_capacity(int_groups + frac_groups);
         let mut acc = 0u16;
         let mut n = int_pad;
         for &b in int {
@@ -215,7 +319,7 @@ impl PgNumeric {
             }
             digits.push(acc);
         }
-        Ok(normalise(negative, weight, scale, digits))
+        Ok(normalise(negative, weight, scale, &digits))
     }
 
     pub(crate) fn write_json(&self, out: &mut String) {
@@ -227,7 +331,7 @@ impl PgNumeric {
 }
 
 /// Drops the digits beyond `scale` decimal places (PostgreSQL's `trunc_var`).
-fn truncate_to_scale(weight: i16, scale: u16, digits: &mut Vec<u16>) {
+fn truncate_to_scale(weight: i16, scale: u16, digits: &mut Digits) {
     // Number of groups up to and including the last visible fractional group.
     let keep = i64::from(weight) + 1 + i64::from(scale.div_ceil(4));
     let keep = usize::try_from(keep).unwrap_or(0);
@@ -236,34 +340,34 @@ fn truncate_to_scale(weight: i16, scale: u16, digits: &mut Vec<u16>) {
     }
     let partial = scale % 4;
     if partial != 0 && digits.len() == keep {
-        if let Some(last) = digits.last_mut() {
+        if let Some(last) = digits.as_mut_slice().last_mut() {
             let unit = 10u16.pow(u32::from(4 - partial));
             *last -= *last % unit;
         }
     }
 }
 
-fn normalise(negative: bool, mut weight: i16, scale: u16, mut digits: Vec<u16>) -> PgNumeric {
+fn normalise(negative: bool, weight: i16, scale: u16, digits: &[u16]) -> PgNumeric {
     let lead = digits.iter().take_while(|d| **d == 0).count();
-    if lead == digits.len() {
+    let trail = digits.iter().rev().take_while(|d| **d == 0).count();
+    let Some(kept) = digits
+        .get(lead..digits.len() - trail)
+        .filter(|k| !k.is_empty())
+    else {
         return PgNumeric(Repr::Finite {
             negative: false,
             weight: 0,
             scale,
-            digits: Vec::new(),
+            digits: Digits::from_slice(&[]),
         });
-    }
-    digits.drain(..lead);
+    };
     // `lead` is at most the number of digits, which came from an i16 count or a bounded text.
-    weight = weight.saturating_sub(i16::try_from(lead).unwrap_or(i16::MAX));
-    while digits.last() == Some(&0) {
-        digits.pop();
-    }
+    let weight = weight.saturating_sub(i16::try_from(lead).unwrap_or(i16::MAX));
     PgNumeric(Repr::Finite {
         negative,
         weight,
         scale,
-        digits,
+        digits: Digits::from_slice(kept),
     })
 }
 
@@ -329,7 +433,39 @@ impl FromStr for PgNumeric {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Text of any length (inline and heap digits) prints back exactly, and the binary
+        /// form of the parsed value decodes to an equal value.
+        #[test]
+        fn text_round_trip_any_length(
+            neg in any::<bool>(),
+            int in "[1-9][0-9]{0,44}|0",
+            frac in proptest::option::of("[0-9]{1,40}"),
+        ) {
+            let text = format!(
+                "{}{int}{}",
+                if neg { "-" } else { "" },
+                frac.as_deref().map(|f| format!(".{f}")).unwrap_or_default()
+            );
+            let n = PgNumeric::parse(text.as_bytes()).unwrap();
+            let is_zero = n.digits().is_empty();
+            let expected = if is_zero { text.trim_start_matches('-').to_owned() } else { text.clone() };
+            prop_assert_eq!(n.to_string(), expected);
+            let groups = i16::try_from(n.digits().len()).unwrap();
+            let sign = if n.is_negative() { SIGN_NEG } else { SIGN_POS };
+            let b = bin(groups, n.weight(), sign, n.scale(), n.digits());
+            let back = PgNumeric::from_binary(b).unwrap();
+            prop_assert_eq!(&back, &n);
+            prop_assert_eq!(
+                PgNumeric::from_parts(n.is_negative(), n.weight(), n.scale(), n.digits().to_vec()),
+                Some(n)
+            );
+        }
+    }
 
     fn bin(ndigits: i16, weight: i16, sign: u16, scale: u16, digits: &[u16]) -> Bytes {
         let mut v = Vec::new();

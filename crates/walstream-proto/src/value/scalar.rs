@@ -391,6 +391,15 @@ pub struct PgUuid(pub [u8; 16]);
 
 impl PgUuid {
     fn parse(data: &[u8]) -> Result<Self, DecodeError> {
+        if let Some(u) = Self::parse_canonical(data) {
+            return Ok(u);
+        }
+        Self::parse_general(data)
+    }
+
+    /// Every form `uuid_in` accepts (braces, dashes after any group of four digits), with
+    /// exact errors.
+    fn parse_general(data: &[u8]) -> Result<Self, DecodeError> {
         const CTX: &str = "uuid";
         let t = trim(data);
         let t = match t {
@@ -420,6 +429,24 @@ impl PgUuid {
             return Err(bad(CTX, t.len(), "uuid too short"));
         }
         Ok(Self(out))
+    }
+
+    /// The form the server prints, `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, decoded without
+    /// the general loop; `None` for anything else (the general parser then decides).
+    #[inline]
+    fn parse_canonical(data: &[u8]) -> Option<Self> {
+        /// Where each byte's two hex digits start.
+        const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+        let t: &[u8; 36] = data.try_into().ok()?;
+        if [t[8], t[13], t[18], t[23]] != [b'-'; 4] {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (slot, at) in out.iter_mut().zip(AT) {
+            // `at + 1` is at most 35: inside the 36-byte array.
+            *slot = (hex_val(t[at])? << 4) | hex_val(t[at + 1])?;
+        }
+        Some(Self(out))
     }
 }
 
@@ -611,8 +638,30 @@ impl fmt::Display for PgBit {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::value::decode_value;
+
+    proptest! {
+        /// The canonical UUID fast path agrees with the general parser.
+        #[test]
+        fn uuid_fast_path_agrees(
+            bytes in any::<[u8; 16]>(),
+            upper in any::<bool>(),
+            noise in "[0-9a-fA-F-]{36}",
+        ) {
+            let shown = PgUuid(bytes).to_string();
+            let shown = if upper { shown.to_uppercase() } else { shown };
+            prop_assert_eq!(PgUuid::parse_canonical(shown.as_bytes()), Some(PgUuid(bytes)));
+            for s in [shown.as_bytes(), noise.as_bytes()] {
+                if let Some(fast) = PgUuid::parse_canonical(s) {
+                    prop_assert_eq!(Ok(fast), PgUuid::parse_general(s));
+                }
+                prop_assert_eq!(PgUuid::parse(s), PgUuid::parse_general(s));
+            }
+        }
+    }
 
     fn t(oid: Oid, s: &str) -> Value {
         decode_value(oid, ValueFormat::Text, Bytes::copy_from_slice(s.as_bytes())).unwrap()
