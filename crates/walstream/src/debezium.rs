@@ -187,8 +187,9 @@ impl DebeziumEncoder {
     ///
     /// Insert → `c`; Update → `u` (an update that changed the replica identity key under
     /// `REPLICA IDENTITY DEFAULT` becomes `d` for the old key then `c`, as Debezium does);
-    /// Delete → `d`; Truncate → one `t` per table; Message → `m`; Begin/Commit → BEGIN/END
-    /// transaction records when transaction metadata is on; other events → nothing.
+    /// Delete → `d`; Truncate → one `t` per table; Message → `m`; snapshot Read → `r` (as
+    /// [`encode_read`](Self::encode_read)); Begin/Commit → BEGIN/END transaction records when
+    /// transaction metadata is on; other events → nothing.
     pub fn encode_at(
         &mut self,
         event: &Event,
@@ -232,6 +233,11 @@ impl DebeziumEncoder {
             EventKind::Insert(c) => {
                 if let Some(new) = &c.new {
                     out.push(self.change(base("c", &c.relation, None, Some(new)), now_ms)?);
+                }
+            }
+            EventKind::Read(r) => {
+                if let Some(row) = r.row() {
+                    out.push(self.encode_read(row, event.lsn(), r.last, now_ms)?);
                 }
             }
             EventKind::Update(c) => {

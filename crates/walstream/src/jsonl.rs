@@ -72,7 +72,10 @@ impl Event {
             None => out.push_str("null"),
         }
         match &self.kind {
-            EventKind::Insert(c) | EventKind::Update(c) | EventKind::Delete(c) => {
+            EventKind::Insert(c)
+            | EventKind::Update(c)
+            | EventKind::Delete(c)
+            | EventKind::Read(crate::event::SnapshotRead { change: c, .. }) => {
                 out.push_str(",\"schema\":");
                 json_str(&mut out, c.schema());
                 out.push_str(",\"table\":");
@@ -96,6 +99,23 @@ impl Event {
                         }
                         json_str(&mut out, name);
                     }
+                }
+                out.push(']');
+            }
+            EventKind::SnapshotComplete(s) => {
+                out.push_str(",\"consistent_point\":");
+                json_str(&mut out, &s.consistent_point.to_string());
+                let _ = write!(out, ",\"tables\":{},\"rows\":{}", s.tables, s.rows);
+            }
+            EventKind::Resumed(r) => {
+                out.push_str(",\"at\":");
+                json_str(&mut out, &r.at.to_string());
+                out.push_str(",\"discarded\":[");
+                for (i, x) in r.discarded.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{}", x.0);
                 }
                 out.push(']');
             }

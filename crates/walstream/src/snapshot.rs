@@ -96,6 +96,8 @@ pub(crate) async fn run(job: SnapshotJob, tx: mpsc::Sender<Event>) -> Result<(),
         quote_literal(&job.snapshot_name, scs)?
     ))
     .await?;
+    // A slow consumer keeps a COPY running for long: no server-side statement timeout.
+    db.simple_query("SET LOCAL statement_timeout = 0").await?;
     let major = db.server_major_version().unwrap_or(0);
     let tables = published_tables(&mut db, &job.publications, major, scs).await?;
     let closed = || Error::new(ErrorKind::Usage, "the snapshot's consumer went away");
@@ -106,6 +108,9 @@ pub(crate) async fn run(job: SnapshotJob, tx: mpsc::Sender<Event>) -> Result<(),
         let ncols = table.relation.columns.len();
         let mut lines = CopyTextLines::default();
         let mut copy = db.copy_out(&sql).await?;
+        // A filtered scan may find nothing for a long time; TCP keepalives still notice a
+        // dead server.
+        copy.set_idle_timeout(None);
         while let Some(item) = copy.next().await? {
             let CopyOutItem::CopyData(data) = item else {
                 continue;
@@ -468,6 +473,54 @@ mod tests {
         assert!(decode_copy_row(b"x", 0).is_err());
         // An empty line is one empty string for a one-column table.
         assert_eq!(texts(&decode_copy_row(b"", 1).unwrap()), [Some(Vec::new())]);
+    }
+
+    fn simple_relation() -> Arc<Relation> {
+        let col = |name: &str, oid, flags| Column {
+            flags,
+            name: name.into(),
+            type_oid: Oid(oid),
+            type_modifier: -1,
+        };
+        Arc::new(Relation {
+            oid: Oid(16384),
+            namespace: "public".into(),
+            name: "t".into(),
+            replica_identity: ReplicaIdentity(b'd'),
+            columns: vec![col("id", 23, 1), col("v", 25, 0)],
+        })
+    }
+
+    #[test]
+    fn read_and_resumed_events_render_as_json_and_debezium() {
+        let rel = simple_relation();
+        let tuple = decode_copy_row(b"7\tx\\ty", 2).unwrap();
+        let ev = read_event(Lsn(0x500), &rel, tuple);
+        assert_eq!(ev.kind_name(), "read");
+        assert_eq!(ev.relation().map(|r| r.name.as_str()), Some("t"));
+        assert!(ev.ack_handle().is_none());
+        assert_eq!(
+            ev.to_json_line().unwrap(),
+            r#"{"kind":"read","lsn":"0/500","xid":null,"commit_lsn":null,"schema":"public","table":"t","new":{"id":7,"v":"x\ty"},"old":null,"unchanged":[]}"#
+        );
+        let mut enc = crate::DebeziumEncoder::new(crate::DebeziumOptions::new("srv", "app"));
+        let recs = enc.encode_at(&ev, 1).unwrap();
+        assert_eq!(recs.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&recs[0].value).unwrap();
+        assert_eq!(v["op"], "r");
+        assert_eq!(v["source"]["snapshot"], "true");
+        assert_eq!(v["after"]["id"], 7);
+
+        let fb = crate::LsnFeedback::new(Lsn(0x40));
+        let mut d = crate::LogicalDecoder::new(crate::DecodeOptions::new(2), fb);
+        d.reset_for_resume();
+        d.reset_for_resume();
+        let ev = d.poll_event().expect("a Resumed event");
+        assert!(d.poll_event().is_none(), "repeated resets give one event");
+        assert_eq!(
+            ev.to_json_line().unwrap(),
+            r#"{"kind":"resumed","lsn":"0/40","xid":null,"commit_lsn":null,"at":"0/40","discarded":[]}"#
+        );
     }
 
     #[test]
