@@ -259,9 +259,11 @@ impl LogicalStreamBuilder {
     ///
     /// The slot is permanent (created with `two_phase` when [`two_phase`](Self::two_phase)
     /// is on, PostgreSQL 15+). If the snapshot fails or is cancelled, the slot is dropped
-    /// again (best effort), so that starting over takes a new snapshot. Rows are read as
-    /// the consumer asks for them (a small bounded queue), so memory stays bounded. Not
-    /// with [`raw`](Self::raw) mode. See the [manual](crate::manual#initial-snapshot).
+    /// again (best effort), so that starting over takes a new snapshot (a stream dropped
+    /// during the copy leaves the slot: drop it before starting over). Rows are read as the
+    /// consumer asks for them (a small bounded queue), so memory stays bounded. Not with
+    /// [`raw`](Self::raw) mode or a [`start_lsn`](Self::start_lsn). See the
+    /// [manual](crate::manual#initial-snapshot).
     pub fn initial_snapshot(mut self, on: bool) -> Self {
         self.initial_snapshot = on;
         self
@@ -294,6 +296,13 @@ impl LogicalStreamBuilder {
             return Err(Error::new(
                 ErrorKind::Usage,
                 "the initial snapshot hands out events: it cannot be used in raw mode",
+            ));
+        }
+        if initial_snapshot && self.start_lsn.is_some() {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                "the initial snapshot streams from the new slot's consistent point: \
+                 do not set a start LSN",
             ));
         }
         let mut stream = LogicalStream {
@@ -921,6 +930,15 @@ mod tests {
     #[tokio::test]
     async fn start_needs_a_publication() {
         let e = builder().start().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage);
+    }
+
+    #[tokio::test]
+    async fn initial_snapshot_refuses_raw_mode_and_a_start_lsn() {
+        let b = builder().publication("p").initial_snapshot(true);
+        let e = b.clone().raw(true).start().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage);
+        let e = b.start_lsn(Lsn(0x10)).start().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Usage);
     }
 }
