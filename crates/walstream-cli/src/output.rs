@@ -33,6 +33,25 @@ fn write_line(line: Option<String>, out: &mut impl Write) -> Result<(), CliError
     Ok(())
 }
 
+/// Decodes every column value of a row change to its typed value and drops it (`--format
+/// none`: the full decoding cost, no output).
+fn decode_all(ev: &Event) -> Result<(), CliError> {
+    let Some(change) = ev.kind().row_change() else {
+        return Ok(());
+    };
+    let rows = change
+        .new
+        .iter()
+        .chain(change.old.as_ref().map(OldRow::row));
+    for row in rows {
+        for (_, field) in row.iter() {
+            let field = field.map_err(|e| CliError::other(format!("cannot decode a row: {e}")))?;
+            std::hint::black_box(field);
+        }
+    }
+    Ok(())
+}
+
 /// Rows shown per transaction by the pretty format before it abbreviates.
 const PRETTY_ROWS_PER_TXN: usize = 8;
 
@@ -111,7 +130,11 @@ impl Renderer {
                 }
                 None => None,
             },
-            Format::Raw | Format::None => None,
+            Format::None => {
+                decode_all(ev)?;
+                None
+            }
+            Format::Raw => None,
         };
         write_line(line, out)
     }
@@ -204,6 +227,11 @@ impl Renderer {
 
     /// Writes what the format keeps for the end (the count summary).
     pub(crate) fn finish(&mut self, out: &mut impl Write) -> Result<(), CliError> {
+        if self.format == Format::None {
+            // Nothing goes to the output; the count goes to standard error.
+            eprintln!("events\t{}", self.events);
+            return Ok(());
+        }
         if self.format != Format::Count {
             return Ok(());
         }

@@ -31,7 +31,8 @@ pub(crate) struct TailArgs {
     pub(crate) output: Option<PathBuf>,
     /// Output format: jsonl (one JSON object per event, docs/jsonl.md), debezium (Debezium
     /// change-event values, docs/debezium.md), pretty (readable), raw (one line per pgoutput
-    /// message: LSN and hex bytes), none (acknowledge only).
+    /// message: LSN and hex bytes), none (decode every event and value fully, write nothing,
+    /// acknowledge; the event count goes to standard error at the end: for benchmarks).
     #[arg(short = 'f', long, value_enum, default_value_t = TailFormat::Jsonl)]
     pub(crate) format: TailFormat,
     /// Debezium: the logical server name (`source.name`, topic prefix).
@@ -82,7 +83,7 @@ pub(crate) enum TailFormat {
     Pretty,
     /// LSN and hex bytes of each pgoutput message.
     Raw,
-    /// Nothing; only acknowledge (e.g. to advance a slot to --endpos).
+    /// Nothing written: every event and value decoded, acknowledged, counted on stderr.
     None,
 }
 
