@@ -17,11 +17,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use walstream_proto::pgoutput::{
-    DecodeOptions, PgoutputDecoder, PgoutputMessage, RelationCache, TupleData,
+    DecodeOptions, PgoutputDecoder, PgoutputMessage, RelationCache, TupleData, TypedColumn,
 };
-use walstream_proto::{
-    CaptureKind, CaptureReader, Lsn, ReplicationMessage, ValueFormat, decode_value,
-};
+use walstream_proto::{CaptureKind, CaptureReader, Lsn, ReplicationMessage};
 
 enum Mode {
     Json,
@@ -130,7 +128,7 @@ fn run(data: Bytes, options: DecodeOptions, mode: &Mode) -> Result<(), Box<dyn s
         #[allow(clippy::cast_precision_loss)]
         let (mb, msgs) = (total_bytes as f64 / 1e6, messages as f64);
         println!(
-            "{total_bytes} bytes in {:.3} ms: {:.1} MB/s, {:.0} messages/s",
+            "{total_bytes} bytes (the whole file) in {:.3} ms: {:.1} MB/s, {:.0} messages/s",
             elapsed * 1e3,
             mb / secs,
             msgs / secs
@@ -351,23 +349,14 @@ fn tuple(
     out.push_str(&format!(",\"{key}\":{{"));
     let mut unchanged = Vec::new();
     let mut first = true;
-    for (i, v) in tuple.iter().enumerate() {
-        let col = rel
-            .columns
-            .get(i)
-            .ok_or_else(|| format!("tuple has more columns than relation {}", rel.name))?;
-        let value = match v {
-            walstream_proto::pgoutput::ColumnValue::UnchangedToast => {
+    for (col, v) in rel.columns.iter().zip(tuple.typed(rel)?) {
+        let value = match v? {
+            TypedColumn::UnchangedToast => {
                 unchanged.push(col.name.as_str());
                 continue;
             }
-            walstream_proto::pgoutput::ColumnValue::Null => None,
-            walstream_proto::pgoutput::ColumnValue::Text(b) => {
-                Some(decode_value(col.type_oid, ValueFormat::Text, b)?)
-            }
-            walstream_proto::pgoutput::ColumnValue::Binary(b) => {
-                Some(decode_value(col.type_oid, ValueFormat::Binary, b)?)
-            }
+            TypedColumn::Null => None,
+            TypedColumn::Value(v) => Some(v),
         };
         if !first {
             out.push(',');
