@@ -6,8 +6,11 @@
 
 use std::time::Duration;
 
-use walstream::{AssemblyOptions, Event, EventKind, Lsn, TransactionAssembler};
-use walstream_test_support::{Cluster, for_each_server, wait_for};
+use walstream::{
+    Assembled, AssemblyOptions, Event, EventKind, Lsn, TransactionAssembler, TransactionKind,
+    TwoPhaseDelivery,
+};
+use walstream_test_support::{Cluster, for_each_server, skip_unless, wait_for};
 
 use crate::util::{block_on, builder, cluster, confirmed, inserted_id, next, until_commits};
 
@@ -176,7 +179,7 @@ fn assembled_transaction_ack_moves_the_slot_to_its_end() {
             while txns.len() < 2 {
                 asm.push(next(&mut stream).await).unwrap();
                 while let Some(item) = asm.poll() {
-                    if let walstream::Assembled::Transaction(t) = item {
+                    if let Assembled::Transaction(t) = item {
                         txns.push(t);
                     }
                 }
@@ -192,6 +195,75 @@ fn assembled_transaction_ack_moves_the_slot_to_its_end() {
             txns[1].ack();
             stream.send_feedback().await.unwrap();
             wait_confirmed(&c, txns[1].end_lsn());
+            stream.shutdown().await.unwrap();
+        });
+    });
+}
+
+#[test]
+fn prepared_transaction_held_until_commit_prepared_caps_the_slot() {
+    for_each_server(|install| {
+        let c = cluster(install, &[("max_prepared_transactions", "5")]);
+        if !skip_unless(
+            c.major() >= 15,
+            "two-phase decoding in pgoutput (protocol 3) needs PostgreSQL 15",
+        ) {
+            return;
+        }
+        c.execute(
+            "CREATE TABLE t (id int PRIMARY KEY); \
+             CREATE PUBLICATION p FOR TABLE t; \
+             SELECT pg_create_logical_replication_slot('s', 'pgoutput', false, true); \
+             BEGIN; INSERT INTO t VALUES (1); PREPARE TRANSACTION 'g1'; \
+             INSERT INTO t VALUES (2);",
+        )
+        .unwrap();
+        block_on(async {
+            let mut stream = builder(&c, "s", "p")
+                .proto_version(3)
+                .two_phase(true)
+                .start()
+                .await
+                .unwrap();
+            let options = AssemblyOptions {
+                two_phase: TwoPhaseDelivery::AtCommitPrepared,
+                ..AssemblyOptions::default()
+            };
+            let mut asm = TransactionAssembler::new(options, stream.feedback().clone());
+            let mut prepare_lsn = None;
+            let mut take = async |stream: &mut walstream::LogicalStream,
+                                  prepare_lsn: &mut Option<Lsn>| {
+                loop {
+                    let ev = next(stream).await;
+                    if let EventKind::Prepare(p) = ev.kind() {
+                        *prepare_lsn = Some(p.prepare_lsn);
+                    }
+                    asm.push(ev).unwrap();
+                    if let Some(Assembled::Transaction(t)) = asm.poll() {
+                        return t;
+                    }
+                }
+            };
+            // The prepared transaction is held; the later ordinary one is delivered.
+            let mut second = take(&mut stream, &mut prepare_lsn).await;
+            assert_eq!(crate::util::transaction_ids(&mut second), [2]);
+            let prepare_lsn = prepare_lsn.expect("PREPARE seen before the second commit");
+            second.ack();
+            stream.send_feedback().await.unwrap();
+            // Acknowledged past the held PREPARE: the slot stops right before it, so the
+            // server would send the prepared transaction again after a reconnect.
+            wait_confirmed(&c, prepare_lsn);
+            idle(&mut stream, Duration::from_secs(1), false).await;
+            assert_eq!(Lsn(confirmed(&c, "s")), prepare_lsn);
+
+            c.execute("COMMIT PREPARED 'g1'").unwrap();
+            let mut none = None;
+            let mut first = take(&mut stream, &mut none).await;
+            assert_eq!(first.kind(), &TransactionKind::Committed);
+            assert_eq!(crate::util::transaction_ids(&mut first), [1]);
+            first.ack();
+            stream.send_feedback().await.unwrap();
+            wait_confirmed(&c, first.end_lsn());
             stream.shutdown().await.unwrap();
         });
     });

@@ -2,9 +2,11 @@
 //! walstream-test-support (every configured major version).
 
 mod ack;
+mod memory;
 mod messages;
 mod origin;
 mod protocols;
+mod restart;
 mod resume;
 mod snapshot;
 mod stream;
