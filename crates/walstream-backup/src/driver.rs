@@ -23,8 +23,8 @@ use walstream_conn::{Client, Config, CopyOutItem, CreateSlotOptions, ResultSet};
 use walstream_proto::{Lsn, ReplicationMessage, TimelineId};
 
 use crate::basebackup::{
-    BackupStreamDecoder, BackupTarget, BaseBackupOptions, DirectoryTarget, Format, ManifestMode,
-    Progress, ProgressFn, TablespaceInfo,
+    BackupStreamDecoder, BackupTarget, BackupTargetKind, BaseBackupOptions, DirectoryTarget,
+    Format, ManifestMode, Progress, ProgressFn, TablespaceInfo,
 };
 use crate::error::Error;
 use crate::manifest::VerifyOptions;
@@ -153,31 +153,51 @@ impl std::fmt::Debug for BaseBackup {
     }
 }
 
-/// Forwards to the caller's target and taps the progress reports.
+/// Forwards to the caller's target and taps the progress reports. With `TARGET server`
+/// or `blackhole` the server still announces archives and the manifest, without data:
+/// `progress_only` keeps those empty announcements away from the target.
 struct Tap<'a> {
     inner: &'a mut (dyn BackupTarget + Send),
     on_progress: Option<&'a mut ProgressFn>,
     last: Option<Progress>,
+    progress_only: bool,
+}
+
+impl Tap<'_> {
+    fn forward(&mut self) -> Option<&mut (dyn BackupTarget + Send)> {
+        (!self.progress_only).then_some(&mut *self.inner)
+    }
 }
 
 impl BackupTarget for Tap<'_> {
     fn begin_archive(&mut self, name: &str, location: Option<&str>) -> Result<(), Error> {
-        self.inner.begin_archive(name, location)
+        self.forward()
+            .map_or(Ok(()), |t| t.begin_archive(name, location))
     }
     fn archive_data(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.inner.archive_data(data)
+        match self.forward() {
+            Some(t) => t.archive_data(data),
+            None => Err(Error::Protocol(
+                "archive data although the backup goes to another target".into(),
+            )),
+        }
     }
     fn end_archive(&mut self) -> Result<(), Error> {
-        self.inner.end_archive()
+        self.forward().map_or(Ok(()), |t| t.end_archive())
     }
     fn begin_manifest(&mut self) -> Result<(), Error> {
-        self.inner.begin_manifest()
+        self.forward().map_or(Ok(()), |t| t.begin_manifest())
     }
     fn manifest_data(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.inner.manifest_data(data)
+        match self.forward() {
+            Some(t) => t.manifest_data(data),
+            None => Err(Error::Protocol(
+                "manifest data although the backup goes to another target".into(),
+            )),
+        }
     }
     fn end_manifest(&mut self) -> Result<(), Error> {
-        self.inner.end_manifest()
+        self.forward().map_or(Ok(()), |t| t.end_manifest())
     }
     fn progress(&mut self, progress: Progress) {
         self.last = Some(progress);
@@ -292,7 +312,12 @@ impl BaseBackup {
                 s.dir = Some(target.root().join("pg_wal"));
             }
         }
-        if target.format() == Format::Plain && self.options.manifest != ManifestMode::No {
+        // With TARGET server or blackhole nothing but progress reaches this client.
+        let to_client = self.options.target == BackupTargetKind::Client;
+        if to_client
+            && target.format() == Format::Plain
+            && self.options.manifest != ManifestMode::No
+        {
             let options = VerifyOptions {
                 check_wal: !matches!(self.wal, WalMethod::None),
                 ..VerifyOptions::default()
@@ -346,6 +371,7 @@ impl BaseBackup {
             inner: target,
             on_progress: self.on_progress.as_mut(),
             last: None,
+            progress_only: options.target != BackupTargetKind::Client,
         };
         let (end_tx, end_rx) = watch::channel(None::<Lsn>);
         let mut streamer: Option<tokio::task::JoinHandle<Result<Lsn, Error>>> = None;
