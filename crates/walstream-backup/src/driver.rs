@@ -54,10 +54,11 @@ pub struct WalStream {
 }
 
 impl WalStream {
-    /// Streams over a connection made with `config` (it must allow physical replication:
-    /// `replication=true`). Without [`WalStream::slot`], a temporary physical slot keeps
-    /// the WAL on the server while the backup runs, like `pg_basebackup`.
-    pub fn new(config: Config) -> Self {
+    /// Streams over a connection made with `config`, switched to a physical replication
+    /// connection (`replication=true`). Without [`WalStream::slot`], a temporary physical
+    /// slot keeps the WAL on the server while the backup runs, like `pg_basebackup`.
+    pub fn new(mut config: Config) -> Self {
+        config.set_replication(walstream_conn::ReplicationMode::Physical);
         Self {
             config,
             slot: None,

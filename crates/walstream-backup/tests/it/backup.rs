@@ -370,9 +370,13 @@ fn stream_backup_verifies_starts_and_leaves_no_slot() {
         std::thread::sleep(Duration::from_millis(200));
         let dest = work.path().join("backup");
         let target = DirectoryTarget::create(&dest, Format::Plain).unwrap();
-        let mut backup = BaseBackup::new(fast()).wal_method(WalMethod::Stream(Box::new(
-            WalStream::new(physical(&cluster)),
-        )));
+        let mut backup =
+            BaseBackup::new(fast()).wal_method(WalMethod::Stream(Box::new(WalStream::new(
+                // A plain connection string: WalStream makes it a replication one.
+                format!("{} sslmode=disable", cluster.conninfo(Role::Scram))
+                    .parse()
+                    .unwrap(),
+            ))));
         let (result, dir) = rt()
             .block_on(backup_into(&cluster, &mut backup, target))
             .unwrap();
