@@ -9,6 +9,7 @@ mod protocols;
 mod restart;
 mod resume;
 mod snapshot;
+mod spill;
 mod stream;
 mod toast;
 mod types;

@@ -490,3 +490,125 @@ fn protocol_v3_two_phase() {
         });
     });
 }
+
+#[test]
+fn protocol_v3_streamed_prepare() {
+    for_each_server(|install| {
+        let c = cluster(
+            install,
+            &[
+                ("max_prepared_transactions", "5"),
+                ("logical_decoding_work_mem", "64kB"),
+            ],
+        );
+        if !skip_unless(
+            c.major() >= 15,
+            "two-phase decoding in pgoutput (protocol 3) needs PostgreSQL 15",
+        ) {
+            return;
+        }
+        c.execute(
+            "CREATE TABLE big (id int PRIMARY KEY, pad text); \
+             ALTER TABLE big ALTER pad SET STORAGE PLAIN; \
+             CREATE PUBLICATION p FOR TABLE big; \
+             SELECT pg_create_logical_replication_slot('s', 'pgoutput', false, true); \
+             BEGIN; \
+             INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 1000) g; \
+             PREPARE TRANSACTION 'big1';",
+        )
+        .unwrap();
+        let xid = Xid(c
+            .psql("SELECT transaction FROM pg_prepared_xacts WHERE gid = 'big1'")
+            .unwrap()
+            .parse()
+            .unwrap());
+        c.execute("COMMIT PREPARED 'big1'; INSERT INTO big VALUES (3000, 'last');")
+            .unwrap();
+        block_on(async {
+            let mut stream = builder(&c, "s", "p")
+                .proto_version(3)
+                .streaming(Streaming::On)
+                .two_phase(true)
+                .start()
+                .await
+                .unwrap();
+            let events = until(&mut stream, |e| matches!(e.kind(), EventKind::Commit(_))).await;
+            let summary: Vec<&str> = kinds(&events)
+                .into_iter()
+                .filter(|k| *k != "insert")
+                .collect();
+            // Blocks (start/stop pairs), the stream prepare, the commit, the small txn.
+            let (blocks, tail) = summary.split_at(summary.len() - 4);
+            assert_eq!(
+                tail,
+                ["stream_prepare", "commit_prepared", "begin", "commit"]
+            );
+            assert!(blocks.len() >= 4, "streamed in several blocks: {summary:?}");
+            assert!(
+                blocks
+                    .chunks(2)
+                    .all(|pair| pair == ["stream_start", "stream_stop"]),
+                "{summary:?}"
+            );
+            let streamed_ids: Vec<i64> = events
+                .iter()
+                .filter(|e| e.xid() == Some(xid))
+                .filter_map(inserted_id)
+                .collect();
+            assert_eq!(streamed_ids, (1..=1000).collect::<Vec<_>>());
+            let sp = events
+                .iter()
+                .find_map(|e| match e.kind() {
+                    EventKind::StreamPrepare(p) => {
+                        Some((p.xid, p.gid.clone(), e.ack_lsn(), p.end_lsn))
+                    }
+                    _ => None,
+                })
+                .unwrap();
+            assert_eq!((sp.0, sp.1.as_str(), sp.2), (xid, "big1", Some(sp.3)));
+
+            let feedback = stream.feedback().clone();
+            for (delivery, want) in [
+                (
+                    TwoPhaseDelivery::AtPrepare,
+                    &["prepared big1 1000", "commit_prepared", "committed 1"][..],
+                ),
+                (
+                    TwoPhaseDelivery::AtCommitPrepared,
+                    &["committed 1000", "committed 1"][..],
+                ),
+            ] {
+                let options = AssemblyOptions {
+                    two_phase: delivery,
+                    memory_limit: 32 << 10,
+                };
+                let (items, _) = assemble(&events, options, &feedback);
+                let mut seen = Vec::new();
+                for item in items {
+                    match item {
+                        Assembled::Transaction(mut t) => {
+                            let kind = match t.kind() {
+                                TransactionKind::Prepared { gid } => format!("prepared {gid}"),
+                                TransactionKind::Committed => "committed".to_owned(),
+                                _ => panic!("unexpected kind"),
+                            };
+                            let ids = transaction_ids(&mut t);
+                            if ids.len() == 1000 {
+                                assert_eq!(ids, (1..=1000).collect::<Vec<_>>());
+                                assert_eq!(t.xid(), xid);
+                                assert!(t.was_streamed());
+                            } else {
+                                assert_eq!(ids, [3000]);
+                            }
+                            seen.push(format!("{kind} {}", ids.len()));
+                        }
+                        Assembled::Event(e) => seen.push(e.kind_name().to_owned()),
+                        _ => panic!("unexpected item"),
+                    }
+                }
+                assert_eq!(seen, want, "{delivery:?}");
+            }
+            stream.shutdown().await.unwrap();
+        });
+    });
+}
