@@ -11,3 +11,5 @@ mod common;
 mod network;
 #[path = "faults/oracle.rs"]
 mod oracle;
+#[path = "faults/server.rs"]
+mod server;

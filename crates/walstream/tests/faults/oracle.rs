@@ -274,7 +274,13 @@ fn transaction(k: i64) -> (String, bool) {
 
 /// Applies one fault of `kind` (round `n`). Server restarts hold `gate` so that no writer
 /// transaction is in flight (its outcome would be unknown to the oracle).
-fn inject(kind: FaultKind, n: u32, cluster: &Cluster, proxy: &FaultProxy, gate: &Mutex<()>) {
+pub(crate) fn inject(
+    kind: FaultKind,
+    n: u32,
+    cluster: &Cluster,
+    proxy: &FaultProxy,
+    gate: &Mutex<()>,
+) {
     let kind = if kind == FaultKind::Mixed {
         [
             FaultKind::ProxyReset,
