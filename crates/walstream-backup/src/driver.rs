@@ -383,6 +383,19 @@ impl BaseBackup {
             let mut end = None;
             let mut sets = 0usize;
             while let Some(item) = stream.next().await? {
+                // A WAL stream that failed fails the backup now, not at its end.
+                if streamer
+                    .as_ref()
+                    .is_some_and(tokio::task::JoinHandle::is_finished)
+                {
+                    if let Some(h) = streamer.take() {
+                        return Err(stream_outcome(h.await).err().unwrap_or_else(|| {
+                            Error::WalStream(Box::new(Error::Protocol(
+                                "the WAL stream ended before the backup".into(),
+                            )))
+                        }));
+                    }
+                }
                 match item {
                     CopyOutItem::ResultSet(set) => {
                         if set.columns().is_empty() {
@@ -449,11 +462,7 @@ impl BaseBackup {
             Some(h) => {
                 // The streamer stops once it has written everything up to the end.
                 let _ = end_tx.send(Some(end_lsn));
-                let written = h
-                    .await
-                    .map_err(|e| Error::WalStream(Box::new(Error::Protocol(e.to_string()))))?
-                    .map_err(|e| Error::WalStream(Box::new(e)))?;
-                Some(written)
+                Some(stream_outcome(h.await)?)
             }
             None => None,
         };
@@ -469,6 +478,19 @@ impl BaseBackup {
             wal_streamed_to,
             last_progress: tap.last,
         })
+    }
+}
+
+/// The WAL streaming task's outcome, its errors wrapped in [`Error::WalStream`].
+fn stream_outcome(
+    joined: Result<Result<Lsn, Error>, tokio::task::JoinError>,
+) -> Result<Lsn, Error> {
+    match joined {
+        Ok(Ok(lsn)) => Ok(lsn),
+        Ok(Err(e)) => Err(Error::WalStream(Box::new(e))),
+        Err(e) => Err(Error::WalStream(Box::new(Error::Protocol(format!(
+            "the WAL streaming task failed: {e}"
+        ))))),
     }
 }
 

@@ -663,6 +663,36 @@ fn interrupted_backups_stay_marked_incomplete_with_typed_errors() {
         });
         assert!(outcome.is_err(), "the throttled backup finished within 2 s");
         assert_marked_incomplete(&dest);
+
+        // 4. The WAL stream fails (no such slot): the throttled backup (minutes at 32 kB/s)
+        // fails at once with the stream's error.
+        let dest = work.path().join("stream-failed");
+        let target = DirectoryTarget::create(&dest, Format::Plain).unwrap();
+        let mut backup = BaseBackup::new(throttled()).wal_method(WalMethod::Stream(Box::new(
+            WalStream::new(physical(&cluster)).slot("no_such_slot"),
+        )));
+        let err = runtime
+            .block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(30),
+                    backup_into(&cluster, &mut backup, target),
+                )
+                .await
+            })
+            .expect("the backup went on after its WAL stream failed")
+            .unwrap_err();
+        match &err {
+            Error::WalStream(inner) => match &**inner {
+                Error::Conn(c) => assert_eq!(
+                    c.db_error().map(|d| d.code().to_string()).as_deref(),
+                    Some("42704"),
+                    "{c:?}"
+                ),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        assert_marked_incomplete(&dest);
     });
 }
 
