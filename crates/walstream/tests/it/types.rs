@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use walstream::{EventKind, Field, Oid, Row, TypeRegistry, Value, ValueFormat};
+use walstream::{
+    DebeziumEncoder, DebeziumOptions, Event, EventKind, Field, Oid, Row, TypeRegistry, Value,
+    ValueFormat,
+};
 use walstream_proto::TypeKind;
 use walstream_proto::pgoutput::ColumnValue;
 use walstream_test_support::{Cluster, for_each_server};
@@ -176,11 +179,16 @@ fn registry(c: &Cluster) -> TypeRegistry {
     types
 }
 
-async fn rows(c: &Cluster, slot: &str, binary: bool) -> Vec<Row> {
+async fn events(c: &Cluster, slot: &str, binary: bool) -> Vec<Event> {
     let mut stream = builder(c, slot, "p").binary(binary).start().await.unwrap();
     let events = until(&mut stream, |e| matches!(e.kind(), EventKind::Commit(_))).await;
     stream.shutdown().await.unwrap();
     events
+}
+
+async fn rows(c: &Cluster, slot: &str, binary: bool) -> Vec<Row> {
+    events(c, slot, binary)
+        .await
         .into_iter()
         .filter_map(|e| match e.into_kind() {
             EventKind::Insert(ch) => ch.new,
@@ -260,5 +268,76 @@ fn binary_mode_equals_text_mode_for_every_type() {
             }
         }
         assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    });
+}
+
+/// Debezium records and JSON lines of the same rows are the same in binary and text mode (schema and
+/// values), apart from the columns whose binary form needs knowledge the stream does not
+/// have: user types (no type registry on the stream) and `money` (its text form depends on
+/// `lc_monetary`).
+#[test]
+fn debezium_records_equal_in_binary_and_text_mode() {
+    for_each_server(|install| {
+        let c = cluster(install, &[]);
+        setup(&c);
+        let (text, binary) = block_on(async {
+            (
+                events(&c, "s_text", false).await,
+                events(&c, "s_bin", true).await,
+            )
+        });
+        let encode = |events: &[Event]| {
+            let mut options = DebeziumOptions::new("srv", "postgres");
+            options.include_schema = true;
+            let mut enc = DebeziumEncoder::new(options);
+            let mut out = Vec::new();
+            for e in events {
+                for r in enc.encode_at(e, 0).unwrap() {
+                    let mut v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+                    for col in ["m", "e", "ea", "dom", "comp"] {
+                        if let Some(after) = v["payload"]["after"].as_object_mut() {
+                            after.remove(col);
+                        }
+                    }
+                    out.push((r.topic, r.key, v));
+                }
+            }
+            out
+        };
+        let (t, b) = (encode(&text), encode(&binary));
+        assert_eq!(t.len(), 2, "{t:?}");
+        for (t, b) in t.iter().zip(&b) {
+            assert_eq!(t.0, b.0);
+            assert_eq!(t.1, b.1);
+            assert_eq!(t.2["schema"], b.2["schema"]);
+            let (ta, ba) = (&t.2["payload"]["after"], &b.2["payload"]["after"]);
+            for (k, tv) in ta.as_object().unwrap() {
+                assert_eq!(Some(tv), ba.get(k), "column {k}");
+            }
+            assert_eq!(ta, ba);
+        }
+        assert_eq!(t.len(), b.len());
+
+        // JSON lines likewise.
+        let lines = |events: &[Event]| {
+            events
+                .iter()
+                .map(|e| {
+                    let mut v: serde_json::Value =
+                        serde_json::from_str(&e.to_json_line().unwrap()).unwrap();
+                    if let Some(new) = v["new"].as_object_mut() {
+                        for col in ["m", "e", "ea", "dom", "comp"] {
+                            assert!(new.remove(col).is_some(), "{col} missing");
+                        }
+                    }
+                    v
+                })
+                .collect::<Vec<_>>()
+        };
+        let (t, b) = (lines(&text), lines(&binary));
+        assert_eq!(t.len(), b.len());
+        for (t, b) in t.iter().zip(&b) {
+            assert_eq!(t, b);
+        }
     });
 }
