@@ -308,9 +308,17 @@ impl BaseBackup {
                     .into(),
             ));
         }
-        if let WalMethod::Stream(s) = &mut self.wal {
+        // Streamed WAL goes to pg_wal of the target unless told otherwise; tar format gets
+        // it as pg_wal.tar, like pg_basebackup.
+        let mut wal_dir = None;
+        let mut pack_wal = None;
+        if let WalMethod::Stream(s) = &self.wal {
             if s.dir.is_none() {
-                s.dir = Some(target.root().join("pg_wal"));
+                let dir = target.root().join("pg_wal");
+                if target.format() == Format::Tar {
+                    pack_wal = Some(dir.clone());
+                }
+                wal_dir = Some(dir);
             }
         }
         // With TARGET server or blackhole nothing but progress reaches this client.
@@ -325,11 +333,19 @@ impl BaseBackup {
             };
             target = target.verify(options);
         }
-        let result = self.run(client, &mut target).await?;
+        let result = self.run_inner(client, &mut target, wal_dir).await?;
         // Verification and fsync read and sync the whole tree: off the async threads.
-        let dir = tokio::task::spawn_blocking(move || target.complete())
-            .await
-            .map_err(|e| Error::Protocol(format!("completing the backup failed: {e}")))??;
+        let dir = tokio::task::spawn_blocking(move || {
+            if let Some(wal) = pack_wal {
+                let tar = wal.with_file_name("pg_wal.tar");
+                crate::tar::pack_directory(&wal, &tar)?;
+                std::fs::remove_dir_all(&wal)
+                    .map_err(|e| Error::io("removing the packed WAL directory", &wal, e))?;
+            }
+            target.complete()
+        })
+        .await
+        .map_err(|e| Error::Protocol(format!("completing the backup failed: {e}")))??;
         Ok((result, dir))
     }
 
@@ -339,6 +355,17 @@ impl BaseBackup {
         &mut self,
         client: &mut Client,
         target: &mut (dyn BackupTarget + Send),
+    ) -> Result<BackupResult, Error> {
+        self.run_inner(client, target, None).await
+    }
+
+    /// [`BaseBackup::run`] with the WAL directory of [`WalMethod::Stream`] defaulting to
+    /// `wal_dir`.
+    async fn run_inner(
+        &mut self,
+        client: &mut Client,
+        target: &mut (dyn BackupTarget + Send),
+        wal_dir: Option<PathBuf>,
     ) -> Result<BackupResult, Error> {
         let major = client
             .server_major_version()
@@ -354,7 +381,7 @@ impl BaseBackup {
         let command = options.command(major)?;
         let stream_setup = match &self.wal {
             WalMethod::Stream(s) => {
-                let dir = s.dir.clone().ok_or_else(|| {
+                let dir = s.dir.clone().or(wal_dir).ok_or_else(|| {
                     Error::Unsupported("streaming WAL needs a directory (WalStream::dir)".into())
                 })?;
                 let text = client.show("wal_segment_size").await?;

@@ -888,6 +888,90 @@ impl ArchiveSink for RawArchiveWriter {
     }
 }
 
+/// A ustar header for a regular file `name` (at most 100 bytes) of `size` bytes.
+fn file_header(name: &str, size: u64, mtime: u64) -> Result<[u8; BLOCK], Error> {
+    let mut h = [0u8; BLOCK];
+    let bad = |reason| Error::Tar(TarError::InvalidHeader { offset: 0, reason });
+    let name = name.as_bytes();
+    if name.len() > 100 {
+        return Err(bad("member name longer than 100 bytes"));
+    }
+    // 11 octal digits hold sizes below 8 GiB; WAL segments are at most 1 GiB.
+    if size >= 1 << 33 {
+        return Err(bad("member larger than 8 GiB"));
+    }
+    let mut put = |at: usize, field: &[u8]| {
+        if let Some(dst) = h.get_mut(at..at + field.len()) {
+            dst.copy_from_slice(field);
+        }
+    };
+    put(0, name);
+    put(100, b"0000600\0");
+    put(108, b"0000000\0");
+    put(116, b"0000000\0");
+    put(124, format!("{size:011o}\0").as_bytes());
+    put(
+        136,
+        format!("{:011o}\0", mtime.min((1 << 33) - 1)).as_bytes(),
+    );
+    put(148, b"        ");
+    put(156, b"0");
+    put(257, b"ustar\0");
+    put(263, b"00");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    let mut h2 = h;
+    if let Some(dst) = h2.get_mut(148..156) {
+        dst.copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    }
+    Ok(h2)
+}
+
+/// Packs the regular files directly in `dir` (sorted by name) into a new tar archive at
+/// `out`, like `pg_basebackup` writes `pg_wal.tar`; returns the number of files.
+pub(crate) fn pack_directory(dir: &Path, out: &Path) -> Result<usize, Error> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io("reading a directory", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("reading a directory", dir, e))?;
+        let ft = entry
+            .file_type()
+            .map_err(|e| Error::io("reading a directory", entry.path(), e))?;
+        if ft.is_file() {
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut file = File::create(out).map_err(|e| Error::io("creating an archive file", out, e))?;
+    let write_err = |e| Error::io("writing an archive file", out, e);
+    for name in &names {
+        let path = dir.join(name);
+        let mut src = File::open(&path).map_err(|e| Error::io("reading a file", &path, e))?;
+        let size = src
+            .metadata()
+            .map_err(|e| Error::io("reading a file", &path, e))?
+            .len();
+        file.write_all(&file_header(name, size, mtime)?)
+            .map_err(write_err)?;
+        let copied = std::io::copy(&mut src, &mut file).map_err(write_err)?;
+        if copied != size {
+            return Err(Error::io(
+                "a file changed while being archived",
+                &path,
+                std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+            ));
+        }
+        let pad = usize::try_from(padding(size)).unwrap_or(0);
+        file.write_all(&[0u8; BLOCK][..pad]).map_err(write_err)?;
+    }
+    file.write_all(&[0u8; 2 * BLOCK]).map_err(write_err)?;
+    file.sync_all().map_err(write_err)?;
+    Ok(names.len())
+}
+
 #[cfg(test)]
 #[allow(
     clippy::cast_possible_truncation,

@@ -440,3 +440,53 @@ fn gnu_tar_output_extracts_identically() {
         );
     }
 }
+
+#[test]
+fn packed_directory_reads_back_with_ours_and_gnu_tar() {
+    let src = tempfile::tempdir().unwrap();
+    fs::write(
+        src.path().join("000000010000000000000002"),
+        vec![7u8; 4096 + 13],
+    )
+    .unwrap();
+    fs::write(src.path().join("000000010000000000000001"), b"first").unwrap();
+    fs::write(src.path().join("empty"), b"").unwrap();
+    fs::create_dir(src.path().join("archive_status")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let tar_path = out.path().join("pg_wal.tar");
+    assert_eq!(pack_directory(src.path(), &tar_path).unwrap(), 3);
+    let data = fs::read(&tar_path).unwrap();
+    assert_eq!(data.len() % BLOCK, 0);
+
+    let dest = tempfile::tempdir().unwrap();
+    let mut sink = TarExtractor::new(dest.path()).unwrap();
+    for c in data.chunks(100) {
+        sink.write(c).unwrap();
+    }
+    sink.finish().unwrap();
+    for name in [
+        "000000010000000000000001",
+        "000000010000000000000002",
+        "empty",
+    ] {
+        assert_eq!(
+            fs::read(dest.path().join(name)).unwrap(),
+            fs::read(src.path().join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    // The system's tar agrees, when there is one.
+    if let Ok(o) = std::process::Command::new("tar")
+        .arg("-tvf")
+        .arg(&tar_path)
+        .output()
+    {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let listing = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(listing.lines().count(), 3, "{listing}");
+        assert!(listing.contains("4109"), "{listing}");
+    }
+    // Names longer than ustar holds are refused.
+    fs::write(src.path().join("n".repeat(101)), b"x").unwrap();
+    assert!(pack_directory(src.path(), &out.path().join("x.tar")).is_err());
+}

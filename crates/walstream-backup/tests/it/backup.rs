@@ -479,6 +479,33 @@ fn tar_format_equals_plain_extraction_and_verifies() {
         // ... and with the manifest it is a valid backup for pg_verifybackup.
         fs::copy(dir.join(MANIFEST_FILE), by_us.join(MANIFEST_FILE)).unwrap();
         pg_verifybackup(install, &by_us, &[]);
+
+        // Tar format with streamed WAL: pg_wal.tar beside base.tar, like pg_basebackup.
+        let dest = work.path().join("tar-stream");
+        let target = DirectoryTarget::create(&dest, Format::Tar).unwrap();
+        let mut backup = BaseBackup::new(fast()).wal_method(WalMethod::Stream(Box::new(
+            WalStream::new(physical(&cluster)),
+        )));
+        let (result, dir) = rt()
+            .block_on(backup_into(&cluster, &mut backup, target))
+            .unwrap();
+        assert!(!dir.join("pg_wal").exists());
+        let wal = work.path().join("wal-out");
+        let mut ex = TarExtractor::new(&wal).unwrap();
+        ex.write(&fs::read(dir.join("pg_wal.tar")).unwrap())
+            .unwrap();
+        ex.finish().unwrap();
+        let segments: Vec<u64> = fs::read_dir(&wal)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .collect();
+        assert!(!segments.is_empty());
+        assert!(segments.iter().all(|&len| len == 1 << 20), "{segments:?}");
+        assert!(result.wal_streamed_to.unwrap() >= result.end_lsn);
+        if cluster.major() >= 18 {
+            // pg_verifybackup reads tar-format backups since 18 (WAL parsing needs plain).
+            pg_verifybackup(install, &dir, &["-F", "t", "-n"]);
+        }
     });
 }
 
