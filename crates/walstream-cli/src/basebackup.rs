@@ -26,8 +26,8 @@ The connection must allow physical replication (a role with REPLICATION, a `repl
 pg_hba.conf); `replication=true` is added to -d. Plain format extracts the archives (tablespaces
 to their locations, or where -T maps them) and verifies the result against backup_manifest;
 tar format keeps the archives as the server sends them (base.tar, <oid>.tar, compressed if
---compress). With --wal-method stream the WAL goes to DIR/pg_wal over a second connection (a
-temporary physical slot, or --slot). Until the backup is complete, DIR holds
+--compress). With --wal-method stream the WAL goes to DIR/pg_wal (pg_wal.tar in tar format)
+over a second connection (a temporary physical slot, or --slot). Until the backup is complete, DIR holds
 walstream_backup_incomplete and has no backup_label or backup_manifest: never use such a
 directory.
 
