@@ -255,6 +255,10 @@ pub(crate) async fn run(args: &BasebackupArgs) -> Result<(), CliError> {
             })
         })
         .transpose()?;
+    if args.format == FormatArg::Tar && !args.tablespace_mapping.is_empty() {
+        return Err(CliError::usage("--tablespace-mapping needs --format plain")
+            .hint("tar format keeps the archives as sent; map tablespaces when extracting them"));
+    }
     if args.slot.is_some() && args.wal_method != WalArg::Stream {
         return Err(CliError::usage("--slot needs --wal-method stream"));
     }
