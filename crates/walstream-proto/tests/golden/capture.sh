@@ -7,7 +7,7 @@
 #
 #   PGBIN=/usr/lib/postgresql/15/bin PORT=25420 ./capture.sh
 #
-# OUT=dir writes the files there instead. pgoutput-v1-narrow-inserts.bin (the benchmark's input:
+# OUT=dir writes the files there instead. pgoutput-v1-narrow-inserts.bin (bare pgoutput:
 # 2000 narrow inserts in 20 transactions, decoded by a slot of its own) is written last.
 #
 # PostgreSQL refuses to run as root; when run as root the server and psql run as `postgres`.
@@ -185,7 +185,8 @@ capture pgoutput-v2-stream.bin s1 proto_version 2 "${common[@]}" binary false st
 capture pgoutput-v3-twophase.bin s2 proto_version 3 "${common[@]}" binary false streaming on two_phase true
 capture pgoutput-v3-twophase-binary.bin s2 proto_version 3 "${common[@]}" binary true streaming on two_phase true
 
-# The benchmark's input: narrow inserts only, through a publication of their own.
+# Narrow inserts only, through a publication of their own (bare pgoutput; the benchmark reads
+# the replication-framed captures of capture-bench.sh).
 psql_run >/dev/null <<'SQL'
 CREATE TABLE t_narrow (id bigint PRIMARY KEY, qty int, label text);
 CREATE PUBLICATION p_narrow FOR TABLE t_narrow;
