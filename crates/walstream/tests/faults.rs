@@ -13,3 +13,5 @@ mod network;
 mod oracle;
 #[path = "faults/server.rs"]
 mod server;
+#[path = "faults/backup.rs"]
+mod backup;

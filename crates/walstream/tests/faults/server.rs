@@ -27,6 +27,8 @@ use crate::oracle::{FaultKind, inject};
 
 /// Column values of one row by column name (the key column `id` excluded).
 type Cols = BTreeMap<String, String>;
+/// A table's name and columns `(name, type OID)`.
+type Shape = (&'static str, Vec<(&'static str, u32)>);
 /// Rows by `id`.
 type Table = BTreeMap<i64, Cols>;
 /// Tables by name.
@@ -241,7 +243,7 @@ struct Schema {
     /// The stage of writer transaction `k`.
     stage: fn(i64) -> usize,
     /// The table's name and columns `(name, type OID)` in a stage.
-    shape: fn(usize) -> (&'static str, Vec<(&'static str, u32)>),
+    shape: fn(usize) -> Shape,
     /// The table's names over its life.
     names: &'static [&'static str],
     /// Applies the DDL that starts stage `s` to the model's tables.
@@ -988,7 +990,7 @@ fn ddl_stage(k: i64) -> usize {
     usize::try_from((k - 1) / PER_STAGE).unwrap_or(0)
 }
 
-fn ddl_shape(stage: usize) -> (&'static str, Vec<(&'static str, u32)>) {
+fn ddl_shape(stage: usize) -> Shape {
     match stage {
         0 => ("ddl", vec![("id", INT4), ("a", TEXT), ("b", INT4)]),
         1 => (
