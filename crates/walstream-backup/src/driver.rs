@@ -5,6 +5,12 @@
 //! Memory stays flat: every CopyData message goes straight to the target (extraction,
 //! decompression or a file) and is dropped; nothing is accumulated.
 //!
+//! The target writes with ordinary (blocking) file I/O on the task that runs the backup,
+//! like `pg_basebackup` does in its single thread; the WAL stream of [`WalMethod::Stream`]
+//! is a task of its own (`tokio::spawn`), so a multi-threaded runtime lets both progress
+//! in parallel (a current-thread runtime works too: the stream advances whenever the
+//! backup waits for the network).
+//!
 //! # Interruption
 //!
 //! Any failure — the connection dropping, the server reporting an error, the target
