@@ -371,16 +371,29 @@ impl TransactionAssembler {
                     p.xid,
                 );
                 let buf = self.take_streamed(xid)?;
+                if end <= self.skip_through && self.options.two_phase == TwoPhaseDelivery::AtPrepare
+                {
+                    // Re-sent after a resume, already acknowledged.
+                    return Ok(());
+                }
+                // Held until COMMIT PREPARED even if acknowledged: the server sends a held
+                // prepared transaction again after a resume (the reported position stopped
+                // before it); its outcome decides.
                 self.prepared(buf, gid, at, end, time, &ev)?;
             }
             EventKind::CommitPrepared(c) => {
+                let end = c.end_lsn;
+                let acknowledged = end <= self.skip_through;
                 if let Some(h) = self.held.remove(&c.xid) {
                     self.feedback.release();
                     self.feedback.uncap(h.prepare_lsn);
-                    let (at, end, time) = (c.commit_lsn, c.end_lsn, c.commit_time);
-                    let ack = ack_of(&ev)?;
-                    self.finish(h.buf, at, end, time, TransactionKind::Committed, ack)?;
-                } else {
+                    self.mem_total = self.mem_total.saturating_sub(h.buf.mem_bytes);
+                    if !acknowledged {
+                        let (at, time) = (c.commit_lsn, c.commit_time);
+                        let ack = ack_of(&ev)?;
+                        self.finish(h.buf, at, end, time, TransactionKind::Committed, ack)?;
+                    }
+                } else if !acknowledged {
                     self.ready.push_back(Assembled::Event(ev));
                 }
             }
@@ -390,7 +403,9 @@ impl TransactionAssembler {
                     self.feedback.uncap(h.prepare_lsn);
                     self.mem_total = self.mem_total.saturating_sub(h.buf.mem_bytes);
                 }
-                self.ready.push_back(Assembled::Event(ev));
+                if r.rollback_end_lsn > self.skip_through {
+                    self.ready.push_back(Assembled::Event(ev));
+                }
             }
             EventKind::StreamStart(s) => {
                 if self.current.is_some() {
@@ -1176,5 +1191,126 @@ mod tests {
         r.feed(0x120, &PgoutputMessage::StreamStop);
         assert!(r.feed(0x200, &stream_commit(900, 0x200, 0x220)).is_empty());
         assert!(r.asm.is_idle());
+    }
+
+    fn commit_prepared(xid: u32, end: u64) -> PgoutputMessage {
+        PgoutputMessage::CommitPrepared(CommitPrepared {
+            flags: 0,
+            commit_lsn: Lsn(end - 0x20),
+            end_lsn: Lsn(end),
+            commit_time: PgTimestamp(0),
+            xid: Xid(xid),
+            gid: "g1".into(),
+        })
+    }
+
+    fn at_commit_prepared() -> Rig {
+        Rig::new(AssemblyOptions {
+            two_phase: TwoPhaseDelivery::AtCommitPrepared,
+            ..AssemblyOptions::default()
+        })
+    }
+
+    /// Regression: a held prepared transaction, a later transaction acknowledged, then a
+    /// reconnect. The server re-sends the prepared transaction (the flush stopped before
+    /// it); the decoder skipped it as acknowledged, so COMMIT PREPARED came alone and the
+    /// transaction's changes were lost.
+    #[test]
+    fn held_prepared_transaction_is_delivered_after_a_resume() {
+        let mut r = at_commit_prepared();
+        r.feed(0x100, &begin_prepare(7));
+        r.feed(0x100, &rel(None));
+        r.feed(0x110, &insert(None, "1"));
+        assert!(r.feed(0x180, &prepare(7)).is_empty());
+        r.feed(0x200, &begin(8, 0x280));
+        r.feed(0x210, &insert(None, "2"));
+        txn(r.feed(0x290, &commit(0x280, 0x2a0)).remove(0)).ack();
+        assert_eq!(r.dec.feedback().acknowledged(), Lsn(0x2a0));
+        assert_eq!(r.dec.feedback().flushed(), Lsn(0x180));
+        // Reconnect at the reported 0x180: everything from the PREPARE comes again.
+        r.dec.reset_for_resume();
+        let out = r.feed(0x100, &begin_prepare(7));
+        assert!(matches!(&out[..], [Assembled::Event(e)] if e.kind_name() == "resumed"));
+        r.feed(0x100, &rel(None));
+        r.feed(0x110, &insert(None, "1"));
+        assert!(r.feed(0x180, &prepare(7)).is_empty(), "held again");
+        // The acknowledged transaction is skipped.
+        r.feed(0x200, &begin(8, 0x280));
+        r.feed(0x210, &insert(None, "2"));
+        assert!(r.feed(0x290, &commit(0x280, 0x2a0)).is_empty());
+        let mut t = txn(r.feed(0x300, &commit_prepared(7, 0x320)).remove(0));
+        assert_eq!(t.kind(), &TransactionKind::Committed);
+        assert_eq!(ids(&mut t), [1]);
+        t.ack();
+        assert_eq!(r.dec.feedback().flushed(), Lsn(0x320));
+        assert!(r.asm.is_idle());
+        assert_eq!(r.asm.buffered_bytes(), 0);
+    }
+
+    /// A prepared transaction committed and acknowledged, re-sent after a resume because an
+    /// earlier prepared transaction is still held: it is held again and dropped silently at
+    /// its (acknowledged) COMMIT PREPARED, neither delivered twice nor held forever.
+    #[test]
+    fn acknowledged_prepared_transaction_resent_after_a_resume_is_dropped() {
+        let mut r = at_commit_prepared();
+        r.feed(0x100, &begin_prepare(7));
+        r.feed(0x110, &rel(None));
+        r.feed(0x110, &insert(None, "1"));
+        r.feed(0x180, &prepare(7));
+        // xid 9 prepared later, committed, delivered and acknowledged while 7 is held.
+        let bp9 = PgoutputMessage::BeginPrepare(BeginPrepare {
+            prepare_lsn: Lsn(0x280),
+            end_lsn: Lsn(0x2a0),
+            prepare_time: PgTimestamp(0),
+            xid: Xid(9),
+            gid: "g9".into(),
+        });
+        let p9 = PgoutputMessage::Prepare(Prepare {
+            flags: 0,
+            prepare_lsn: Lsn(0x280),
+            end_lsn: Lsn(0x2a0),
+            prepare_time: PgTimestamp(0),
+            xid: Xid(9),
+            gid: "g9".into(),
+        });
+        r.feed(0x200, &bp9);
+        r.feed(0x210, &insert(None, "9"));
+        assert!(r.feed(0x280, &p9).is_empty());
+        let mut t = txn(r.feed(0x300, &commit_prepared(9, 0x320)).remove(0));
+        assert_eq!(ids(&mut t), [9]);
+        t.ack();
+        assert_eq!(r.dec.feedback().flushed(), Lsn(0x180));
+        r.dec.reset_for_resume();
+        r.feed(0x100, &begin_prepare(7));
+        r.feed(0x110, &rel(None));
+        r.feed(0x110, &insert(None, "1"));
+        r.feed(0x180, &prepare(7));
+        r.feed(0x200, &bp9);
+        r.feed(0x210, &insert(None, "9"));
+        r.feed(0x280, &p9);
+        assert!(
+            r.feed(0x300, &commit_prepared(9, 0x320)).is_empty(),
+            "not twice"
+        );
+        let mut t = txn(r.feed(0x400, &commit_prepared(7, 0x420)).remove(0));
+        assert_eq!(ids(&mut t), [1]);
+        t.ack();
+        assert!(r.asm.is_idle(), "nothing held forever");
+        assert_eq!(r.asm.buffered_bytes(), 0);
+        assert_eq!(r.dec.feedback().flushed(), Lsn(0x420));
+    }
+
+    /// Regression: a held prepared transaction's bytes were counted again at PREPARE and
+    /// never taken off at COMMIT PREPARED.
+    #[test]
+    fn committed_prepared_transaction_leaves_no_buffered_bytes() {
+        let mut r = at_commit_prepared();
+        r.feed(0x100, &begin_prepare(7));
+        r.feed(0x100, &rel(None));
+        r.feed(0x110, &insert(None, "1"));
+        r.feed(0x180, &prepare(7));
+        assert!(r.asm.buffered_bytes() > 0);
+        txn(r.feed(0x300, &commit_prepared(7, 0x320)).remove(0));
+        assert_eq!(r.asm.buffered_bytes(), 0);
     }
 }

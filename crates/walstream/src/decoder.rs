@@ -39,6 +39,16 @@ pub struct LogicalDecoder {
     txn: Option<TxnState>,
     streams: HashSet<Xid>,
     skip_through: Lsn,
+    /// Prepared transactions whose PREPARE ends at or before it are skipped: the reported
+    /// flush position when the connection started. It is below `skip_through` while the
+    /// transaction assembler holds a prepared transaction back for its COMMIT PREPARED (it
+    /// caps the reported position before the PREPARE): the server sends that transaction
+    /// again and it must not be skipped although later transactions were acknowledged.
+    prepare_skip_through: Lsn,
+    /// Prepared transactions delivered on this connection although their PREPARE ends at
+    /// or before `skip_through` (see `prepare_skip_through`): their COMMIT / ROLLBACK
+    /// PREPARED is delivered even if acknowledged, so that whoever holds them can let go.
+    replayed_prepares: HashSet<Xid>,
     out: VecDeque<Event>,
 }
 
@@ -54,6 +64,7 @@ impl LogicalDecoder {
     /// A decoder for `options` (protocol version, parallel streaming) reporting to `feedback`.
     pub fn new(options: DecodeOptions, feedback: LsnFeedback) -> Self {
         let skip_through = feedback.acknowledged();
+        let prepare_skip_through = feedback.flushed().min(skip_through);
         Self {
             pgo: PgoutputDecoder::new(options),
             cache: RelationCache::new(),
@@ -62,6 +73,8 @@ impl LogicalDecoder {
             txn: None,
             streams: HashSet::new(),
             skip_through,
+            prepare_skip_through,
+            replayed_prepares: HashSet::new(),
             out: VecDeque::new(),
         }
     }
@@ -150,6 +163,8 @@ impl LogicalDecoder {
         self.pgo = PgoutputDecoder::new(*self.pgo.options());
         self.skip_through = self.feedback.acknowledged();
         let at = self.feedback.flushed();
+        self.prepare_skip_through = at.min(self.skip_through);
+        self.replayed_prepares.clear();
         self.out.push_back(Event {
             lsn: at,
             xid: None,
@@ -236,7 +251,10 @@ impl LogicalDecoder {
                 self.end("Commit")?;
             }
             PgoutputMessage::BeginPrepare(b) => {
-                let skip = b.end_lsn <= self.skip_through;
+                let skip = b.end_lsn <= self.prepare_skip_through;
+                if !skip && b.end_lsn <= self.skip_through {
+                    self.replayed_prepares.insert(b.xid);
+                }
                 self.begin(b.xid, b.prepare_lsn, b.prepare_time, skip)?;
                 if !skip {
                     self.push(lsn, EventKind::BeginPrepare(b), None);
@@ -250,7 +268,7 @@ impl LogicalDecoder {
                 self.end("Prepare")?;
             }
             PgoutputMessage::CommitPrepared(c) => {
-                if c.end_lsn > self.skip_through {
+                if c.end_lsn > self.skip_through || self.replayed_prepares.remove(&c.xid) {
                     let ack = self.boundary(c.end_lsn);
                     let (xid, at, time) = (c.xid, c.commit_lsn, c.commit_time);
                     self.out.push_back(Event {
@@ -264,7 +282,7 @@ impl LogicalDecoder {
                 }
             }
             PgoutputMessage::RollbackPrepared(r) => {
-                if r.rollback_end_lsn > self.skip_through {
+                if r.rollback_end_lsn > self.skip_through || self.replayed_prepares.remove(&r.xid) {
                     let ack = self.boundary(r.rollback_end_lsn);
                     let xid = r.xid;
                     self.out.push_back(Event {
@@ -396,6 +414,9 @@ impl LogicalDecoder {
             PgoutputMessage::StreamPrepare(p) => {
                 if self.streams.remove(&p.xid) {
                     self.feedback.release();
+                }
+                if p.end_lsn <= self.skip_through {
+                    self.replayed_prepares.insert(p.xid);
                 }
                 let ack = self.boundary(p.end_lsn);
                 let (xid, at, time) = (p.xid, p.prepare_lsn, p.prepare_time);

@@ -268,3 +268,87 @@ fn prepared_transaction_held_until_commit_prepared_caps_the_slot() {
         });
     });
 }
+
+/// A prepared transaction held for COMMIT PREPARED, a later transaction acknowledged, then a
+/// reconnect: the server sends the prepared transaction again (the slot stopped before it)
+/// and it must be delivered whole at its COMMIT PREPARED, not skipped as acknowledged.
+#[test]
+fn held_prepared_transaction_survives_a_reconnect() {
+    for_each_server(|install| {
+        let c = cluster(install, &[("max_prepared_transactions", "5")]);
+        if !skip_unless(
+            c.major() >= 15,
+            "two-phase decoding in pgoutput (protocol 3) needs PostgreSQL 15",
+        ) {
+            return;
+        }
+        c.execute(
+            "CREATE TABLE t (id int PRIMARY KEY); \
+             CREATE PUBLICATION p FOR TABLE t; \
+             SELECT pg_create_logical_replication_slot('s', 'pgoutput', false, true); \
+             BEGIN; INSERT INTO t VALUES (1); PREPARE TRANSACTION 'g1'; \
+             INSERT INTO t VALUES (2);",
+        )
+        .unwrap();
+        block_on(async {
+            let mut stream = builder(&c, "s", "p")
+                .proto_version(3)
+                .two_phase(true)
+                .retry(walstream::RetryPolicy::default())
+                .start()
+                .await
+                .unwrap();
+            let options = AssemblyOptions {
+                two_phase: TwoPhaseDelivery::AtCommitPrepared,
+                ..AssemblyOptions::default()
+            };
+            let mut asm = TransactionAssembler::new(options, stream.feedback().clone());
+            let mut delivered = Vec::new();
+            let mut prepare_lsn = None;
+            let mut resumed = false;
+            // Until the COMMIT PREPARED of g1 came out, as a transaction or on its own.
+            let mut terminated = false;
+            loop {
+                let ev = next(&mut stream).await;
+                if let EventKind::Prepare(p) = ev.kind() {
+                    prepare_lsn.get_or_insert(p.prepare_lsn);
+                }
+                resumed |= matches!(ev.kind(), EventKind::Resumed(_));
+                asm.push(ev).unwrap();
+                let mut done = false;
+                while let Some(item) = asm.poll() {
+                    match item {
+                        Assembled::Transaction(mut t) => {
+                            let ids = crate::util::transaction_ids(&mut t);
+                            delivered.push(format!("txn {ids:?}"));
+                            t.ack();
+                            done |= ids == [1];
+                        }
+                        Assembled::Event(e) => {
+                            if matches!(e.kind(), EventKind::CommitPrepared(_)) {
+                                delivered.push("commit_prepared alone".to_owned());
+                                done = true;
+                            }
+                            e.ack();
+                        }
+                        _ => panic!("unexpected item"),
+                    }
+                }
+                if done {
+                    break;
+                }
+                if delivered == ["txn [2]"] && !terminated {
+                    terminated = true;
+                    stream.send_feedback().await.unwrap();
+                    wait_confirmed(&c, prepare_lsn.unwrap());
+                    assert!(c.terminate_walsenders().unwrap() >= 1);
+                    c.execute("COMMIT PREPARED 'g1'").unwrap();
+                }
+            }
+            assert!(resumed, "the stream reconnected");
+            assert_eq!(delivered, ["txn [2]", "txn [1]"]);
+            stream.send_feedback().await.unwrap();
+            stream.shutdown().await.unwrap();
+        });
+    });
+}
