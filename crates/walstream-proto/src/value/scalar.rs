@@ -28,7 +28,7 @@ impl<'a> Raw<'a> {
         Self { owner, data: owner }
     }
 
-    /// `data`, which must lie inside `owner` (checked when a [`Bytes`] is cut from it).
+    /// `data`, a slice of `owner` (a foreign slice would be copied by [`Raw::bytes`]).
     #[inline]
     pub(crate) fn within(owner: &'a Bytes, data: &'a [u8]) -> Self {
         Self { owner, data }
@@ -43,14 +43,18 @@ impl<'a> Raw<'a> {
     /// The bytes as a zero-copy [`Bytes`].
     #[inline]
     pub(crate) fn bytes(self) -> Bytes {
-        if self.data.len() == self.owner.len() {
-            // Same length and (by construction) inside the owner: it is the owner.
-            self.owner.clone()
-        } else {
-            // `slice_ref` checks that `data` lies inside the owner; the constructors only
-            // ever pair a buffer with a slice of itself.
-            self.owner.slice_ref(self.data)
+        let owner = self.owner.as_ptr_range();
+        let data = self.data.as_ptr_range();
+        if owner.start <= data.start && data.end <= owner.end {
+            // Inside the owner, as the constructors' callers always pass: cut it there.
+            let start = data.start.addr() - owner.start.addr();
+            if start == 0 && self.data.len() == self.owner.len() {
+                return self.owner.clone();
+            }
+            return self.owner.slice(start..start + self.data.len());
         }
+        // Not reached (no caller pairs a buffer with a foreign slice); a copy keeps it correct.
+        Bytes::copy_from_slice(self.data)
     }
 }
 
@@ -642,6 +646,26 @@ mod tests {
 
     use super::*;
     use crate::value::decode_value;
+
+    #[test]
+    fn raw_cuts_bytes_without_copying() {
+        let owner = Bytes::from_static(b"t\0\0\0\x02hin");
+        let whole = Raw::whole(&owner).bytes();
+        assert_eq!(whole.as_ptr(), owner.as_ptr());
+        let inner = Raw::within(&owner, owner.get(5..7).unwrap()).bytes();
+        assert_eq!(&inner[..], b"hi");
+        assert_eq!(inner.as_ptr(), owner.get(5..).unwrap().as_ptr());
+        assert!(
+            Raw::within(&owner, owner.get(3..3).unwrap())
+                .bytes()
+                .is_empty()
+        );
+        // A slice from elsewhere is copied, not cut out of the wrong buffer.
+        let foreign = [b'h', b'i'];
+        let copied = Raw::within(&owner, &foreign).bytes();
+        assert_eq!(&copied[..], b"hi");
+        assert_ne!(copied.as_ptr(), foreign.as_ptr());
+    }
 
     proptest! {
         /// The canonical UUID fast path agrees with the general parser.
