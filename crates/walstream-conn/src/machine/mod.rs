@@ -207,6 +207,10 @@ pub struct Connection {
     server_copy_done: bool,
     /// In COPY BOTH: the client has sent CopyDone.
     client_copy_done: bool,
+    /// The server left COPY BOTH with CommandComplete and no CopyDone (a walsender shutting
+    /// down). The caller may not have seen that yet (the events are still queued), so the
+    /// CopyData and CopyDone it sends until its next query are dropped, not errors.
+    server_left_copy: bool,
     /// The protocol version in use: the requested one until the server negotiates down.
     protocol: ProtocolVersion,
     /// The server sent `NegotiateProtocolVersion` (it may do so once).
@@ -232,6 +236,7 @@ impl Connection {
             deadline: None,
             server_copy_done: false,
             client_copy_done: false,
+            server_left_copy: false,
             protocol: settings.protocol_version,
             negotiated: false,
             settings,
@@ -397,12 +402,18 @@ impl Connection {
                 Error::with_source(ErrorKind::InvalidState, "query cannot be encoded", e)
             })?;
         self.phase = Phase::Query;
+        self.server_left_copy = false;
         Ok(())
     }
 
-    /// Sends one COPY data message (in COPY BOTH, before the client's CopyDone).
+    /// Sends one COPY data message (in COPY BOTH, before the client's CopyDone). Dropped
+    /// without error when the server has already left COPY BOTH with CommandComplete (a
+    /// walsender shutting down), whose events the caller may not have polled yet.
     pub fn send_copy_data(&mut self, data: &[u8]) -> Result<(), Error> {
         self.check_usable()?;
+        if self.server_left_copy {
+            return Ok(());
+        }
         if self.phase != Phase::CopyBoth || self.client_copy_done {
             return Err(Error::new(
                 ErrorKind::InvalidState,
@@ -421,9 +432,13 @@ impl Connection {
         Ok(())
     }
 
-    /// Ends the client's side of COPY BOTH.
+    /// Ends the client's side of COPY BOTH (nothing to send when the server already left
+    /// COPY BOTH with CommandComplete).
     pub fn send_copy_done(&mut self) -> Result<(), Error> {
         self.check_usable()?;
+        if self.server_left_copy {
+            return Ok(());
+        }
         if self.phase != Phase::CopyBoth || self.client_copy_done {
             return Err(Error::new(
                 ErrorKind::InvalidState,
@@ -799,6 +814,7 @@ impl Connection {
             // ended; report it as the server's CopyDone followed by the command's result.
             BackendMessage::CommandComplete(tag) if !self.server_copy_done => {
                 self.server_copy_done = true;
+                self.server_left_copy = self.phase == Phase::CopyBoth;
                 self.events.push_back(Event::CopyDone);
                 self.phase = Phase::Query;
                 self.handle_query(BackendMessage::CommandComplete(tag))?;

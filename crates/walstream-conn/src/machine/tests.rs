@@ -857,7 +857,18 @@ fn command_complete_without_copy_done_ends_copy_both() {
         "{ev:?}"
     );
     assert!(c.server_copy_done());
-    // The server is out of COPY mode: no more CopyData may be sent.
+    // The server is out of COPY mode. A status update or CopyDone the caller sends before it
+    // has polled these events (it cannot know yet) is dropped, not an error and not sent.
+    c.send_copy_data(b"r").unwrap();
+    c.send_copy_done().unwrap();
+    assert!(transmit(&mut c).is_empty());
+    // After the next query, COPY data outside COPY BOTH is a misuse again.
+    c.handle_input(&server(&[BackendMessage::ReadyForQuery(
+        TransactionStatus::IDLE,
+    )]))
+    .unwrap();
+    let _ = events(&mut c);
+    c.send_query("IDENTIFY_SYSTEM").unwrap();
     assert_eq!(
         c.send_copy_data(b"r").unwrap_err().kind(),
         ErrorKind::InvalidState
