@@ -3,7 +3,10 @@
 //! FULL the old row carries the whole value; serde reports `Toasted::Unchanged` and JSON lines
 //! list the column in `unchanged`.
 
-use walstream::{EventKind, Field, Toasted, Value};
+use walstream::{
+    DebeziumEncoder, DebeziumOptions, EventKind, Field, Toasted, UNAVAILABLE_VALUE_PLACEHOLDER,
+    Value,
+};
 use walstream_test_support::for_each_server;
 
 use crate::util::{block_on, builder, cluster, int, until};
@@ -111,6 +114,26 @@ fn unchanged_toast_under_replica_identity_default_and_full() {
                 let json: serde_json::Value = serde_json::from_str(&line).unwrap();
                 assert_eq!(json["unchanged"], serde_json::json!(["big"]), "{line}");
                 assert_eq!(json["new"], serde_json::json!({"id": 1, "n": 1}), "{line}");
+
+                // Debezium: the placeholder for the unavailable value, the whole old row
+                // under FULL (nothing before under DEFAULT: the key did not change).
+                let mut enc = DebeziumEncoder::new(DebeziumOptions::new("srv", "postgres"));
+                let records = enc.encode_at(e, 0).unwrap();
+                assert_eq!(records.len(), 1);
+                let dbz: serde_json::Value = serde_json::from_str(&records[0].value).unwrap();
+                assert_eq!(dbz["op"], "u");
+                assert_eq!(
+                    dbz["after"],
+                    serde_json::json!({"id": 1, "big": UNAVAILABLE_VALUE_PLACEHOLDER, "n": 1})
+                );
+                if full {
+                    assert_eq!(
+                        dbz["before"],
+                        serde_json::json!({"id": 1, "big": big, "n": 0})
+                    );
+                } else {
+                    assert!(dbz["before"].is_null(), "{dbz}");
+                }
 
                 if full {
                     let old = ch
