@@ -68,7 +68,8 @@ struct RunArgs {
         default_value = "narrow,wide,text2k,mixed,bigtx"
     )]
     scenarios: Vec<String>,
-    /// Clients, comma-separated: cli, typed, raw, recvlogical.
+    /// Clients, comma-separated: cli, typed, raw, recvlogical (and before, with
+    /// --before-cli).
     #[arg(
         long,
         value_delimiter = ',',
@@ -88,12 +89,17 @@ struct RunArgs {
     /// `cargo build --release -p walstream-cli` when missing).
     #[arg(long)]
     cli: Option<PathBuf>,
+    /// Another walstream CLI binary (e.g. a build of an older commit), measured as the client
+    /// `before` alongside the others: before/after figures from alternating runs.
+    #[arg(long)]
+    before_cli: Option<PathBuf>,
 }
 
 /// A client of the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Client {
     Cli,
+    CliBefore,
     Typed,
     Raw,
     RecvLogical,
@@ -103,6 +109,7 @@ impl Client {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Cli => "walstream tail -f none",
+            Self::CliBefore => "walstream tail (before)",
             Self::Typed => "walstream lib typed",
             Self::Raw => "walstream lib raw",
             Self::RecvLogical => "pg_recvlogical",
@@ -112,6 +119,7 @@ impl Client {
     fn parse(s: &str) -> Option<Self> {
         match s {
             "cli" => Some(Self::Cli),
+            "before" => Some(Self::CliBefore),
             "typed" => Some(Self::Typed),
             "raw" => Some(Self::Raw),
             "recvlogical" => Some(Self::RecvLogical),
@@ -284,6 +292,7 @@ struct Env<'a> {
     postmaster: u32,
     ticks: f64,
     cli: Option<PathBuf>,
+    before_cli: Option<PathBuf>,
     me: PathBuf,
 }
 
@@ -298,8 +307,15 @@ fn command(
     let rows = p.rows.to_string();
     let streamed = p.scenario.streamed();
     Ok(match client {
-        Client::Cli => {
-            let mut c = Command::new(env.cli.as_ref().ok_or("no CLI binary")?);
+        Client::Cli | Client::CliBefore => {
+            let binary = if client == Client::Cli {
+                env.cli.as_ref().ok_or("no CLI binary")?
+            } else {
+                env.before_cli
+                    .as_ref()
+                    .ok_or("--before-cli is needed for client before")?
+            };
+            let mut c = Command::new(binary);
             c.args(["tail", "-d", conninfo, "-S", slot, "-P", &publication])
                 .args(["-f", "none", "--endpos", &p.endpos]);
             if streamed {
@@ -467,6 +483,7 @@ fn bench(args: &RunArgs) -> Result<(), BoxError> {
         postmaster,
         ticks: clock_ticks(),
         cli,
+        before_cli: args.before_cli.clone(),
         me: std::env::current_exe()?,
     };
     let mut results = Vec::new();

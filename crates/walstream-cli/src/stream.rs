@@ -418,11 +418,19 @@ pub(crate) async fn run(
     };
     let mut frame = bytes::BytesMut::with_capacity(256);
     let reason = loop {
+        // The stop conditions are checked cheaply on every message, and the message is
+        // polled first: a busy stream then registers no signal or timer waiter per message.
+        if *shutdown.borrow() {
+            break StopReason::Signal;
+        }
+        if limits.deadline.is_some_and(|d| Instant::now() >= d) {
+            break StopReason::Deadline;
+        }
         let msg = tokio::select! {
             biased;
+            m = stream.next_message() => m?,
             () = shutdown_requested(&mut shutdown) => break StopReason::Signal,
             () = sleep_until_opt(limits.deadline) => break StopReason::Deadline,
-            m = stream.next_message() => m?,
         };
         let mut stop = None;
         let Some(msg) = msg else {

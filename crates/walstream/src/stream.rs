@@ -684,11 +684,14 @@ impl LogicalStream {
                 flush: p.flush,
                 apply: p.apply,
             });
-            let cancel = self.settings.cancel.clone();
+            // The message first: when one is already buffered (the common case on a busy
+            // stream) the cancellation future is never polled, so no waiter is registered
+            // per message. Cancellation is still seen: checked above on every call, and
+            // awaited whenever the connection has to wait.
             let res = tokio::select! {
                 biased;
-                () = cancel.cancelled() => continue,
                 r = conn.next_message() => r,
+                () = self.settings.cancel.cancelled() => continue,
             };
             match res {
                 Ok(Some(m)) => return Ok(Some(m)),
