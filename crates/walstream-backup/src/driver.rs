@@ -570,7 +570,10 @@ async fn stream_wal(job: StreamJob, mut end: watch::Receiver<Option<Lsn>>) -> Re
         .start
         .checked_sub(offset)
         .ok_or_else(|| Error::Protocol("invalid start position".into()))?;
-    let mut writer = WalWriter::new(&job.dir, job.segment_size, job.timeline)?;
+    // The partial segment is synced at the status interval, so that the flush position
+    // reported to the slot advances within a segment too.
+    let mut writer = WalWriter::new(&job.dir, job.segment_size, job.timeline)?
+        .with_sync_interval(job.settings.status_interval);
     let mut stream = client
         .start_physical_replication(slot.as_deref(), from, Some(job.timeline))
         .await?;
@@ -586,12 +589,8 @@ async fn stream_wal(job: StreamJob, mut end: watch::Receiver<Option<Lsn>>) -> Re
             msg = stream.next_message() => match msg? {
                 Some(ReplicationMessage::XLogData(x)) => {
                     writer.write(x.wal_start, &x.data)?;
-                    if let Some(pos) = writer.write_position() {
-                        let mut lsns = stream.lsns();
-                        lsns.write = pos;
-                        lsns.flush = writer.flush_position().unwrap_or(lsns.flush);
-                        stream.set_lsns(lsns);
-                    }
+                    writer.sync_if_due(std::time::Instant::now())?;
+                    report_positions(&mut stream, &writer);
                 }
                 Some(_) => {}
                 None => {
@@ -612,11 +611,23 @@ async fn stream_wal(job: StreamJob, mut end: watch::Receiver<Option<Lsn>>) -> Re
         .write_position()
         .ok_or_else(|| Error::Protocol("no WAL was streamed".into()))?;
     writer.close(std::time::Instant::now())?;
+    // The final status update (sent by `finish`) reports everything as flushed.
+    report_positions(&mut stream, &writer);
     // End the stream politely; a server that does not answer in time is just dropped
     // (the temporary slot goes with the connection).
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.finish()).await;
     finalize_partial(&job.dir)?;
     Ok(written)
+}
+
+/// Reports the writer's positions in the stream's next status update.
+fn report_positions(stream: &mut walstream_conn::ReplicationStream, writer: &WalWriter) {
+    if let Some(pos) = writer.write_position() {
+        let mut lsns = stream.lsns();
+        lsns.write = pos;
+        lsns.flush = writer.flush_position().unwrap_or(lsns.flush);
+        stream.set_lsns(lsns);
+    }
 }
 
 /// Renames the `.partial` segments of `dir` to their final names.

@@ -77,6 +77,9 @@ pub(crate) struct BasebackupArgs {
     /// Do not verify data checksums on the server while reading.
     #[arg(long)]
     pub(crate) no_verify_checksums: bool,
+    /// Do not fsync the finished backup (faster; unsafe if this machine crashes soon after).
+    #[arg(short = 'N', long)]
+    pub(crate) no_sync: bool,
 }
 
 /// `--format`.
@@ -300,6 +303,9 @@ pub(crate) async fn run(args: &BasebackupArgs) -> Result<(), CliError> {
         FormatArg::Tar => Format::Tar,
     };
     let mut target = DirectoryTarget::create(&args.dir, format).map_err(backup_error)?;
+    if args.no_sync {
+        target = target.no_sync();
+    }
     for m in &args.tablespace_mapping {
         let Some((old, new)) = m.split_once('=') else {
             return Err(CliError::usage(format!("--tablespace-mapping {m:?}"))

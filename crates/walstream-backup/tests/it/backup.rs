@@ -306,6 +306,7 @@ fn fetch_backup_with_mapped_tablespace_while_writing_verifies_and_starts() {
         let sink = reports.clone();
         let target = DirectoryTarget::create(&dest, Format::Plain)
             .unwrap()
+            .no_sync()
             .map_tablespace(ts_dir.to_str().unwrap(), &ts_new);
         let mut backup = BaseBackup::new(BaseBackupOptions {
             progress: true,
@@ -369,7 +370,9 @@ fn stream_backup_verifies_starts_and_leaves_no_slot() {
         let writer = Writer::start(&cluster, 1000);
         std::thread::sleep(Duration::from_millis(200));
         let dest = work.path().join("backup");
-        let target = DirectoryTarget::create(&dest, Format::Plain).unwrap();
+        let target = DirectoryTarget::create(&dest, Format::Plain)
+            .unwrap()
+            .no_sync();
         let mut backup =
             BaseBackup::new(fast()).wal_method(WalMethod::Stream(Box::new(WalStream::new(
                 // A plain connection string: WalStream makes it a replication one.
@@ -445,7 +448,9 @@ fn tar_format_equals_plain_extraction_and_verifies() {
         let cluster = Cluster::start(install, small()).unwrap();
         prepare(&cluster);
         let dest = work.path().join("tar");
-        let target = DirectoryTarget::create(&dest, Format::Tar).unwrap();
+        let target = DirectoryTarget::create(&dest, Format::Tar)
+            .unwrap()
+            .no_sync();
         let mut backup = BaseBackup::new(fast()).wal_method(WalMethod::Fetch);
         let (_, dir) = rt()
             .block_on(backup_into(&cluster, &mut backup, target))
@@ -482,7 +487,9 @@ fn tar_format_equals_plain_extraction_and_verifies() {
 
         // Tar format with streamed WAL: pg_wal.tar beside base.tar, like pg_basebackup.
         let dest = work.path().join("tar-stream");
-        let target = DirectoryTarget::create(&dest, Format::Tar).unwrap();
+        let target = DirectoryTarget::create(&dest, Format::Tar)
+            .unwrap()
+            .no_sync();
         let mut backup = BaseBackup::new(fast()).wal_method(WalMethod::Stream(Box::new(
             WalStream::new(physical(&cluster)),
         )));
@@ -531,7 +538,9 @@ fn server_compressed_backups_extract_and_verify() {
         prepare(&cluster);
         // TARGET 'blackhole': the server reads everything and sends only progress.
         let work = scratch();
-        let target = DirectoryTarget::create(work.path().join("hole"), Format::Tar).unwrap();
+        let target = DirectoryTarget::create(work.path().join("hole"), Format::Tar)
+            .unwrap()
+            .no_sync();
         let mut backup = BaseBackup::new(BaseBackupOptions {
             target: BackupTargetKind::Blackhole,
             progress: true,
@@ -567,7 +576,9 @@ fn server_compressed_backups_extract_and_verify() {
             }
             let work = scratch();
             let dest = work.path().join(method);
-            let target = DirectoryTarget::create(&dest, Format::Plain).unwrap();
+            let target = DirectoryTarget::create(&dest, Format::Plain)
+                .unwrap()
+                .no_sync();
             let mut backup = BaseBackup::new(BaseBackupOptions {
                 compression: Some(method.into()),
                 compression_detail: detail.map(str::to_owned),
@@ -587,7 +598,9 @@ fn server_compressed_backups_extract_and_verify() {
             // Tar format keeps the compressed archive as sent (once: it is the same path
             // for every method).
             let dest = work.path().join(format!("{method}-tar"));
-            let target = DirectoryTarget::create(&dest, Format::Tar).unwrap();
+            let target = DirectoryTarget::create(&dest, Format::Tar)
+                .unwrap()
+                .no_sync();
             let (_, dir) = rt()
                 .block_on(backup_into(&cluster, &mut backup, target))
                 .unwrap();
@@ -624,7 +637,9 @@ fn interrupted_backups_stay_marked_incomplete_with_typed_errors() {
 
         // 1. The walsender is terminated after the first progress report.
         let dest = work.path().join("terminated");
-        let target = DirectoryTarget::create(&dest, Format::Plain).unwrap();
+        let target = DirectoryTarget::create(&dest, Format::Plain)
+            .unwrap()
+            .no_sync();
         let reported = Arc::new(AtomicUsize::new(0));
         let seen = reported.clone();
         let mut backup = BaseBackup::new(throttled())
@@ -659,7 +674,9 @@ fn interrupted_backups_stay_marked_incomplete_with_typed_errors() {
             Fault::Reset,
         )]);
         let dest = work.path().join("reset");
-        let target = DirectoryTarget::create(&dest, Format::Plain).unwrap();
+        let target = DirectoryTarget::create(&dest, Format::Plain)
+            .unwrap()
+            .no_sync();
         let config: Config = config_string(&cluster)
             .replace(
                 &format!("port={}", cluster.port()),
@@ -679,7 +696,9 @@ fn interrupted_backups_stay_marked_incomplete_with_typed_errors() {
 
         // 3. The caller cancels by dropping the future.
         let dest = work.path().join("cancelled");
-        let target = DirectoryTarget::create(&dest, Format::Plain).unwrap();
+        let target = DirectoryTarget::create(&dest, Format::Plain)
+            .unwrap()
+            .no_sync();
         let mut backup = BaseBackup::new(throttled()).wal_method(WalMethod::Fetch);
         let outcome = runtime.block_on(async {
             tokio::time::timeout(
@@ -694,7 +713,9 @@ fn interrupted_backups_stay_marked_incomplete_with_typed_errors() {
         // 4. The WAL stream fails (no such slot): the throttled backup (minutes at 32 kB/s)
         // fails at once with the stream's error.
         let dest = work.path().join("stream-failed");
-        let target = DirectoryTarget::create(&dest, Format::Plain).unwrap();
+        let target = DirectoryTarget::create(&dest, Format::Plain)
+            .unwrap()
+            .no_sync();
         let mut backup = BaseBackup::new(throttled()).wal_method(WalMethod::Stream(Box::new(
             WalStream::new(physical(&cluster)).slot("no_such_slot"),
         )));

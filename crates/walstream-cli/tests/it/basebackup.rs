@@ -26,6 +26,7 @@ fn basebackup_then_verifybackup() {
             "--manifest-checksums",
             "SHA256",
             "-P",
+            "--no-sync",
         ];
         if c.major() >= 15 {
             args.extend(["--compress", "server-gzip:1"]);
@@ -50,7 +51,10 @@ fn basebackup_then_verifybackup() {
             stdout(&out)
         );
 
-        // Tar format with WAL fetched: the archive and the manifest, nothing else.
+        // Tar format with the WAL streamed through an existing slot: base.tar, pg_wal.tar
+        // and the manifest.
+        c.execute("SELECT pg_create_physical_replication_slot('bk_slot')")
+            .unwrap();
         let tar = work.path().join("t").display().to_string();
         let out = run(&[
             "basebackup",
@@ -61,7 +65,9 @@ fn basebackup_then_verifybackup() {
             "-F",
             "tar",
             "-X",
-            "fetch",
+            "stream",
+            "-S",
+            "bk_slot",
             "-c",
             "fast",
         ]);
@@ -71,7 +77,11 @@ fn basebackup_then_verifybackup() {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["backup_manifest", "base.tar"]);
+        assert_eq!(names, ["backup_manifest", "base.tar", "pg_wal.tar"]);
+        // The slot was used: it now has a restart position.
+        let slots = c.replication_slots().unwrap();
+        let slot = slots.iter().find(|s| s.slot_name == "bk_slot").unwrap();
+        assert!(slot.restart_lsn.is_some(), "{slot:?}");
 
         // A non-empty directory is refused with a hint; usage errors exit 2.
         let out = run(&["basebackup", "-d", &conninfo, "-D", &d, "-c", "fast"]);
