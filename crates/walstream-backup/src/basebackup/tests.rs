@@ -192,3 +192,73 @@ fn interrupted_backup_stays_marked_and_bad_streams_fail() {
     assert!(d14.tablespace_row(&[Some("x"), None, None]).is_err());
     assert!(d14.copy_data(b"abc", &mut target).is_err());
 }
+
+const PG15_MANIFEST: &[u8] = include_bytes!("../../tests/golden/pg15_crc32c.manifest");
+
+/// Feeds a 15+ stream with one base archive and the given manifest.
+fn feed_base(target: &mut DirectoryTarget, manifest: &[u8]) {
+    let mut dec = BackupStreamDecoder::new(15, true);
+    dec.tablespace_row(&[None, None, None]).unwrap();
+    let base = archive(&[
+        ("PG_VERSION", b'0', b"15\n"),
+        ("backup_label", b'0', b"START WAL LOCATION: 0/2000028\n"),
+    ]);
+    dec.copy_start(target).unwrap();
+    dec.copy_data(&msg(b'n', b"base.tar\0\0"), target).unwrap();
+    dec.copy_data(&msg(b'd', &base), target).unwrap();
+    dec.copy_data(b"m", target).unwrap();
+    dec.copy_data(&msg(b'd', manifest), target).unwrap();
+    dec.copy_done(target).unwrap();
+}
+
+#[test]
+fn backup_label_and_manifest_appear_only_on_completion() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("bk");
+    let mut target = DirectoryTarget::create(&dir, Format::Plain).unwrap();
+    feed_base(&mut target, MANIFEST);
+    // Everything arrived, but the backup is not complete yet.
+    assert!(dir.join(INCOMPLETE_MARKER).exists());
+    assert!(dir.join(PENDING_LABEL).exists());
+    assert!(!dir.join("backup_label").exists());
+    assert!(!dir.join(MANIFEST_FILE).exists());
+    let done = target.complete().unwrap();
+    assert!(!done.join(INCOMPLETE_MARKER).exists());
+    assert!(!done.join(PENDING_LABEL).exists());
+    assert_eq!(
+        fs::read(done.join("backup_label")).unwrap(),
+        b"START WAL LOCATION: 0/2000028\n"
+    );
+    assert_eq!(fs::read(done.join(MANIFEST_FILE)).unwrap(), MANIFEST);
+}
+
+#[test]
+fn failed_verification_leaves_the_backup_marked_and_hidden() {
+    let root = tempfile::tempdir().unwrap();
+    // A manifest that does not describe these files: verification problems.
+    let dir = root.path().join("mismatch");
+    let mut target = DirectoryTarget::create(&dir, Format::Plain)
+        .unwrap()
+        .verify(crate::manifest::VerifyOptions::default());
+    feed_base(&mut target, PG15_MANIFEST);
+    let err = target.complete().unwrap_err();
+    match &err {
+        Error::Verification { problems } => assert!(!problems.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert!(dir.join(INCOMPLETE_MARKER).exists());
+    assert!(!dir.join("backup_label").exists());
+    assert!(!dir.join(MANIFEST_FILE).exists());
+    assert!(dir.join(PENDING_LABEL).exists());
+
+    // A manifest that cannot be parsed: the error, and the same hidden state.
+    let dir = root.path().join("garbage");
+    let mut target = DirectoryTarget::create(&dir, Format::Plain)
+        .unwrap()
+        .verify(crate::manifest::VerifyOptions::default());
+    feed_base(&mut target, b"not json");
+    assert!(target.complete().is_err());
+    assert!(dir.join(INCOMPLETE_MARKER).exists());
+    assert!(!dir.join("backup_label").exists());
+    assert!(!dir.join(MANIFEST_FILE).exists());
+}
