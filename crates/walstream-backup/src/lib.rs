@@ -48,6 +48,7 @@ mod compress;
 mod driver;
 mod error;
 mod manifest;
+mod receiver;
 mod tar;
 mod wal;
 
@@ -62,6 +63,10 @@ pub use error::{Error, ManifestError, TarError, WalError};
 pub use manifest::{
     Checksum, ChecksumAlgorithm, DEFAULT_IGNORED, MANIFEST_FILE, Manifest, ManifestFile, Problem,
     Report, VerifyOptions, WalRange, manifest_checksum, verify_backup, verify_backup_with,
+};
+pub use receiver::{
+    ReceiveError, ReceiveErrorKind, ReceiveOutcome, ReceiverHandle, StandbyXmin, StopReason,
+    WalReceiver, WalReceiverOptions,
 };
 pub use tar::{
     ArchiveSink, DirExtractor, EntryKind, NullVisitor, RawArchiveWriter, TarEntry, TarExtractor,

@@ -311,6 +311,54 @@ impl Cluster {
             .map_err(|e| self.start_error(&e.to_string()))
     }
 
+    /// Makes and starts a streaming hot standby of this cluster: the server's own
+    /// `pg_basebackup -R -X stream` into a new directory, started on another free port with
+    /// `options` (give the primary's settings again when they matter to a standby, e.g.
+    /// `max_connections`). The roles come with the backup. Promote it with
+    /// `standby.psql("SELECT pg_promote()")`; stopped and deleted on drop like any cluster.
+    pub fn start_standby(&self, options: ClusterOptions) -> Result<Self, Error> {
+        let base = os::scratch_base();
+        let root = tempfile::Builder::new()
+            .prefix("walstream-pg-standby-")
+            .tempdir_in(&base)
+            .map_err(|e| Error::io(format!("creating a temp dir in {}", base.display()), e))?;
+        os::chmod(root.path(), 0o755)?;
+        let data_dir = root.path().join("data");
+        let socket_dir = root.path().join("sock");
+        for dir in [&data_dir, &socket_dir] {
+            std::fs::create_dir(dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            os::chmod(dir, 0o700)?;
+        }
+        os::chown_to_server(&data_dir)?;
+        os::chown_to_server(&socket_dir)?;
+        let tls = TlsFiles::generate(&root.path().join("tls"))?;
+        let mut backup = os::server_command(&self.install.bin("pg_basebackup"), root.path());
+        backup
+            .arg("-D")
+            .arg(&data_dir)
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-U", "postgres"])
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        os::run(&mut backup)?;
+        let log_file = data_dir.join("server.log");
+        // The backup copied the primary's log: start the standby's afresh.
+        std::fs::write(&log_file, "")
+            .map_err(|e| Error::io(format!("truncating {}", log_file.display()), e))?;
+        let mut standby = Self {
+            install: self.install.clone(),
+            root: Some(root),
+            data_dir,
+            socket_dir,
+            log_file,
+            tls,
+            port: 0,
+        };
+        standby.start_on_free_port(&options)?;
+        Ok(standby)
+    }
+
     /// The installation this cluster runs.
     pub fn install(&self) -> &PgInstall {
         &self.install

@@ -2,3 +2,4 @@
 
 mod backup;
 mod pg_archives;
+mod receiver;
