@@ -239,7 +239,7 @@ fn failed_verification_leaves_the_backup_marked_and_hidden() {
     let dir = root.path().join("mismatch");
     let mut target = DirectoryTarget::create(&dir, Format::Plain)
         .unwrap()
-        .verify(crate::manifest::VerifyOptions::default());
+        .verify(VerifyOptions::default());
     feed_base(&mut target, PG15_MANIFEST);
     let err = target.complete().unwrap_err();
     match &err {
@@ -255,7 +255,7 @@ fn failed_verification_leaves_the_backup_marked_and_hidden() {
     let dir = root.path().join("garbage");
     let mut target = DirectoryTarget::create(&dir, Format::Plain)
         .unwrap()
-        .verify(crate::manifest::VerifyOptions::default());
+        .verify(VerifyOptions::default());
     feed_base(&mut target, b"not json");
     assert!(target.complete().is_err());
     assert!(dir.join(INCOMPLETE_MARKER).exists());
