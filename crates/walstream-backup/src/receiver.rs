@@ -880,6 +880,20 @@ impl ReceiveError {
         }
     }
 
+    /// The connection layer's error by value (to convert it into another error type), or
+    /// this error back when the failure did not come from the connection.
+    pub fn into_conn_error(self) -> Result<walstream_conn::Error, Self> {
+        match self.cause {
+            Cause::Conn(e) => Ok(e),
+            _ => Err(self),
+        }
+    }
+
+    /// What was being done when it failed (`"START_REPLICATION"`, `"streaming"`, ...).
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
     /// The local (file or WAL layout) error, when the failure came from writing.
     pub fn local_error(&self) -> Option<&LocalError> {
         match &self.cause {

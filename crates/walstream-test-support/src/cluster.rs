@@ -342,6 +342,24 @@ impl Cluster {
             .args(["-p", &self.port.to_string(), "-U", "postgres"])
             .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
         os::run(&mut backup)?;
+        // pg_basebackup 16+ writes options (sslcertmode, ...) that the server's walreceiver
+        // rejects when it loads an older libpq: keep only what is needed.
+        let auto = data_dir.join("postgresql.auto.conf");
+        let text = std::fs::read_to_string(&auto)
+            .map_err(|e| Error::io(format!("reading {}", auto.display()), e))?;
+        let mut kept: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("primary_conninfo"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let _ = writeln!(
+            kept,
+            "primary_conninfo = 'host=''{}'' port={} user=postgres application_name=standby'",
+            self.socket_dir.display(),
+            self.port
+        );
+        std::fs::write(&auto, kept)
+            .map_err(|e| Error::io(format!("writing {}", auto.display()), e))?;
         let log_file = data_dir.join("server.log");
         // The backup copied the primary's log: start the standby's afresh.
         std::fs::write(&log_file, "")
