@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use walstream_conn::{Client, Config, CopyOutItem, CreateSlotOptions, ResultSet};
-use walstream_proto::{Lsn, ReplicationMessage, TimelineId};
+use walstream_conn::{Client, Config, CopyOutItem, ResultSet};
+use walstream_proto::{Lsn, TimelineId};
 
 use crate::basebackup::{
     BackupStreamDecoder, BackupTarget, BackupTargetKind, BaseBackupOptions, DirectoryTarget,
@@ -34,7 +34,8 @@ use crate::basebackup::{
 };
 use crate::error::Error;
 use crate::manifest::VerifyOptions;
-use crate::wal::{PARTIAL_SUFFIX, WalWriter};
+use crate::receiver::{ReceiveError, StopReason, WalReceiver, WalReceiverOptions};
+use crate::wal::PARTIAL_SUFFIX;
 
 /// How the WAL needed to restore the backup is obtained (`pg_basebackup -X`).
 #[derive(Debug, Clone, Default)]
@@ -233,22 +234,6 @@ fn position(set: &ResultSet, what: &str) -> Result<(Lsn, TimelineId), Error> {
     Ok((lsn, tli))
 }
 
-/// Parses a `SHOW wal_segment_size` answer (`16MB`, `1GB`, `1048576`).
-pub(crate) fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "kB" => 1 << 10,
-        "MB" => 1 << 20,
-        "GB" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
 impl BaseBackup {
     /// A backup with these options; the WAL method defaults to [`WalMethod::Fetch`] (which
     /// overrides [`BaseBackupOptions::wal`]).
@@ -390,11 +375,7 @@ impl BaseBackup {
                 let dir = s.dir.clone().or(wal_dir).ok_or_else(|| {
                     Error::Unsupported("streaming WAL needs a directory (WalStream::dir)".into())
                 })?;
-                let text = client.show("wal_segment_size").await?;
-                let segment_size = parse_size(&text).ok_or_else(|| {
-                    Error::Protocol(format!("cannot parse wal_segment_size {text:?}"))
-                })?;
-                Some(((**s).clone(), dir, segment_size))
+                Some(((**s).clone(), dir))
             }
             _ => None,
         };
@@ -440,11 +421,10 @@ impl BaseBackup {
                             1 => {
                                 let (lsn, tli) = position(&set, "start")?;
                                 start = Some((lsn, tli));
-                                if let Some((s, dir, segment_size)) = &stream_setup {
+                                if let Some((s, dir)) = &stream_setup {
                                     let job = StreamJob {
                                         settings: s.clone(),
                                         dir: dir.clone(),
-                                        segment_size: *segment_size,
                                         start: lsn,
                                         timeline: tli,
                                     };
@@ -532,7 +512,6 @@ fn stream_outcome(
 struct StreamJob {
     settings: WalStream,
     dir: PathBuf,
-    segment_size: u64,
     start: Lsn,
     timeline: TimelineId,
 }
@@ -545,88 +524,70 @@ fn temporary_slot_name() -> String {
     format!("walstream_bb_{}_{nanos}", std::process::id())
 }
 
-/// Streams WAL from the start of `job.start`'s segment into `job.dir` until the end
-/// position arrives through `end` and has been written; returns the end of what was
-/// written. The last segment is renamed from `.partial` to its final name (zero-padded,
-/// as `pg_basebackup -X stream` leaves it).
+/// Streams WAL from the start of `job.start`'s segment into `job.dir` with a
+/// [`WalReceiver`] until the end position arrives through `end` and has been written and
+/// flushed; returns the end of what was written. The last segment is renamed from
+/// `.partial` to its final name (zero-padded, as `pg_basebackup -X stream` leaves it).
 async fn stream_wal(job: StreamJob, mut end: watch::Receiver<Option<Lsn>>) -> Result<Lsn, Error> {
-    let mut client = Client::connect(&job.settings.config).await?;
-    let slot = match (&job.settings.slot, job.settings.temporary_slot) {
-        (Some(s), _) => Some(s.clone()),
+    let settings = &job.settings;
+    let mut options = WalReceiverOptions::new(&job.dir)
+        .start(job.start)
+        .timeline(job.timeline)
+        .status_interval(settings.status_interval)
+        // Flushed positions advance within a segment too (what a slot keeps WAL for).
+        .fsync_interval(settings.status_interval);
+    match (&settings.slot, settings.temporary_slot) {
+        (Some(s), _) => options = options.slot(s.clone()),
         (None, true) => {
-            let name = temporary_slot_name();
-            client
-                .create_replication_slot(&name, &CreateSlotOptions::physical(true).temporary())
-                .await?;
-            Some(name)
+            options = options
+                .slot(temporary_slot_name())
+                .create_slot(true)
+                .temporary_slot(true);
         }
-        (None, false) => None,
-    };
-    let offset = job
-        .start
-        .segment_offset(job.segment_size)
-        .ok_or_else(|| Error::Protocol("invalid start position".into()))?;
-    let from = job
-        .start
-        .checked_sub(offset)
-        .ok_or_else(|| Error::Protocol("invalid start position".into()))?;
-    // The partial segment is synced at the status interval, so that the flush position
-    // reported to the slot advances within a segment too.
-    let mut writer = WalWriter::new(&job.dir, job.segment_size, job.timeline)?
-        .with_sync_interval(job.settings.status_interval);
-    let mut stream = client
-        .start_physical_replication(slot.as_deref(), from, Some(job.timeline))
-        .await?;
-    stream.set_status_interval(job.settings.status_interval);
-    loop {
-        let target = *end.borrow();
-        if let (Some(target), Some(pos)) = (target, writer.write_position()) {
-            if pos >= target {
-                break;
-            }
-        }
-        tokio::select! {
-            msg = stream.next_message() => match msg? {
-                Some(ReplicationMessage::XLogData(x)) => {
-                    writer.write(x.wal_start, &x.data)?;
-                    writer.sync_if_due(std::time::Instant::now())?;
-                    report_positions(&mut stream, &writer);
-                }
-                Some(_) => {}
-                None => {
-                    return Err(Error::Protocol(
-                        "the server ended the WAL stream before the backup's end (timeline switch?)"
-                            .into(),
-                    ));
-                }
-            },
-            changed = end.changed() => {
-                if changed.is_err() {
-                    return Err(Error::Protocol("the backup was abandoned".into()));
-                }
-            }
-        }
+        (None, false) => {}
     }
-    let written = writer
-        .write_position()
-        .ok_or_else(|| Error::Protocol("no WAL was streamed".into()))?;
-    writer.close(std::time::Instant::now())?;
-    // The final status update (sent by `finish`) reports everything as flushed.
-    report_positions(&mut stream, &writer);
-    // End the stream politely; a server that does not answer in time is just dropped
-    // (the temporary slot goes with the connection).
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.finish()).await;
+    let mut receiver = WalReceiver::new(settings.config.clone(), options);
+    let handle = receiver.handle();
+    let run = receiver.run();
+    tokio::pin!(run);
+    let mut told = false;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut run => break outcome,
+            changed = end.changed(), if !told => {
+                told = true;
+                match changed {
+                    Ok(()) => match *end.borrow() {
+                        Some(lsn) => handle.stop_at(lsn),
+                        None => told = false,
+                    },
+                    // The backup was abandoned.
+                    Err(_) => handle.stop(),
+                }
+            }
+        }
+    };
+    let outcome = outcome.map_err(receive_error)?;
+    let target = *end.borrow();
+    let written = match (outcome.reason, outcome.flushed, target) {
+        (StopReason::EndPos, Some(flushed), Some(target)) if flushed >= target => flushed,
+        _ => {
+            return Err(Error::Protocol(format!(
+                "the WAL stream stopped at {:?} before the backup's end {target:?}",
+                outcome.flushed
+            )));
+        }
+    };
     finalize_partial(&job.dir)?;
     Ok(written)
 }
 
-/// Reports the writer's positions in the stream's next status update.
-fn report_positions(stream: &mut walstream_conn::ReplicationStream, writer: &WalWriter) {
-    if let Some(pos) = writer.write_position() {
-        let mut lsns = stream.lsns();
-        lsns.write = pos;
-        lsns.flush = writer.flush_position().unwrap_or(lsns.flush);
-        stream.set_lsns(lsns);
+/// A receiver error: the connection's error when it came from there, else the
+/// receiver's own.
+fn receive_error(e: ReceiveError) -> Error {
+    match e.into_conn_error() {
+        Ok(conn) => Error::Conn(conn),
+        Err(e) => Error::Receive(Box::new(e)),
     }
 }
 
@@ -650,18 +611,6 @@ fn finalize_partial(dir: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn segment_sizes_parse() {
-        assert_eq!(parse_size("16MB"), Some(16 << 20));
-        assert_eq!(parse_size("1GB"), Some(1 << 30));
-        assert_eq!(parse_size("64kB"), Some(64 << 10));
-        assert_eq!(parse_size("1048576"), Some(1 << 20));
-        assert_eq!(parse_size("16 MB"), Some(16 << 20));
-        assert_eq!(parse_size("MB"), None);
-        assert_eq!(parse_size("16TB"), None);
-        assert_eq!(parse_size("99999999999999GB"), None);
-    }
 
     #[test]
     fn wal_method_sets_the_wal_option() {

@@ -42,6 +42,10 @@ pub enum Error {
         /// Everything found wrong.
         problems: Vec<crate::manifest::Problem>,
     },
+    /// The WAL receiver failed for another reason than its connection (see
+    /// [`ReceiveError::kind`](crate::ReceiveError::kind)).
+    #[error(transparent)]
+    Receive(Box<crate::receiver::ReceiveError>),
     /// The WAL streamed for the backup (`-X stream`) failed.
     #[error("streaming the WAL of the backup failed: {0}")]
     WalStream(Box<Self>),

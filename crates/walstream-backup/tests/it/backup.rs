@@ -14,7 +14,7 @@ use std::time::Duration;
 use walstream_backup::{
     ArchiveSink, BackupResult, BackupTargetKind, BaseBackup, BaseBackupOptions, CheckpointMode,
     DirectoryTarget, Error, Format, INCOMPLETE_MARKER, MANIFEST_FILE, PENDING_LABEL, Progress,
-    TarExtractor, WalMethod, WalStream,
+    ReceiveErrorKind, TarExtractor, WalMethod, WalStream,
 };
 use walstream_conn::{Client, Config};
 use walstream_test_support::{
@@ -729,6 +729,7 @@ fn interrupted_backups_stay_marked_incomplete_with_typed_errors() {
             })
             .expect("the backup went on after its WAL stream failed")
             .unwrap_err();
+        // 15+ finds the slot missing with READ_REPLICATION_SLOT, 14 when streaming starts.
         match &err {
             Error::WalStream(inner) => match &**inner {
                 Error::Conn(c) => assert_eq!(
@@ -736,6 +737,9 @@ fn interrupted_backups_stay_marked_incomplete_with_typed_errors() {
                     Some("42704"),
                     "{c:?}"
                 ),
+                Error::Receive(r) => {
+                    assert_eq!(r.kind(), ReceiveErrorKind::SlotMissing, "{r:?}");
+                }
                 other => panic!("{other:?}"),
             },
             other => panic!("{other:?}"),
