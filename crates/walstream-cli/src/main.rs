@@ -16,6 +16,7 @@ mod decode;
 mod demo;
 mod error;
 mod output;
+mod receivewal;
 mod slot;
 mod stream;
 mod tail;
@@ -37,6 +38,7 @@ Examples:
   walstream slot list -d 'host=db user=rep dbname=app'
   walstream decode changes.cap --format pretty
   walstream basebackup -d 'host=db user=repl' -D /backups/b1 -P
+  walstream receivewal -d 'host=db user=repl' -D /archive/wal -S archiver --create-slot --if-not-exists
   walstream verifybackup /backups/b1
 
 Exit codes: 0 success, 1 other failure, 2 usage, 3 connection, 4 authentication, 5 server error.
@@ -68,6 +70,8 @@ enum Command {
     Verifybackup(verify::VerifyArgs),
     /// Take a base backup (like pg_basebackup): plain or tar, WAL fetched or streamed.
     Basebackup(basebackup::BasebackupArgs),
+    /// Stream WAL into segment files (like pg_receivewal), following timeline switches.
+    Receivewal(receivewal::ReceiveWalArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => block_on(demo::run(args)),
         Command::Verifybackup(args) => verify::run(args),
         Command::Basebackup(args) => block_on(basebackup::run(args)),
+        Command::Receivewal(args) => block_on(receivewal::run(args)),
         Command::Tail(args) => block_on(tail::tail(args)),
         Command::Record(args) => block_on(tail::record(args)),
         Command::Slot(args) => block_on(slot::run(args)),

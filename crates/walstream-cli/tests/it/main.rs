@@ -3,6 +3,7 @@
 mod basebackup;
 mod demo;
 mod errors;
+mod receivewal;
 mod tail;
 mod verify;
 
