@@ -130,9 +130,9 @@ fn backup_cut_half_way_is_incomplete_and_a_retry_verifies() {
         std::fs::remove_dir_all(&dest).expect("remove the incomplete backup");
         let started = Instant::now();
         let dir = block_on(async {
-            tokio::time::timeout(Duration::from_secs(60), backup(&config, &dest)).await
+            tokio::time::timeout(Duration::from_secs(120), backup(&config, &dest)).await
         })
-        .expect("the retried backup did not finish within 60 s")
+        .expect("the retried backup did not finish within 120 s")
         .unwrap_or_else(|e| panic!("the retried backup failed: {e:?}"));
         let retried_in = started.elapsed();
         assert!(!dir.join(INCOMPLETE_MARKER).exists(), "retry still marked");
