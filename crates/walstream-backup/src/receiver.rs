@@ -296,6 +296,7 @@ pub enum StopReason {
 
 /// The result of a clean stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReceiveOutcome {
     /// Why it stopped.
     pub reason: StopReason,

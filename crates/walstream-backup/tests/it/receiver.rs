@@ -9,11 +9,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use walstream_backup::{
-    ReceiveError, ReceiveErrorKind, ReceiveOutcome, ReceiverHandle, StopReason, WalReceiver,
-    WalReceiverOptions,
+    ReceiveError, ReceiveErrorKind, ReceiveOutcome, ReceiverHandle, StandbyXmin, StopReason,
+    WalReceiver, WalReceiverOptions,
 };
 use walstream_conn::Config;
-use walstream_proto::{Lsn, TimelineId};
+use walstream_proto::{Lsn, TimelineId, Xid};
 use walstream_test_support::{
     Cluster, ClusterOptions, PgInstall, Role, for_each_server, skip_unless, wait_for,
 };
@@ -345,6 +345,36 @@ fn slots_endpos_and_typed_errors() {
             let name = seg_name(1, endpos);
             assert_eq!(got[&name][..offset], partial[..offset]);
         }
+
+        // Hot standby feedback (off by default) sets the slot's xmin.
+        let xid: u64 = cluster
+            .psql("SELECT txid_current()")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let feedback = StandbyXmin {
+            xmin: Xid(u32::try_from(xid & 0xFFFF_FFFF).unwrap()),
+            xmin_epoch: u32::try_from(xid >> 32).unwrap(),
+            ..StandbyXmin::default()
+        };
+        let slot_xmin = || {
+            cluster
+                .psql("SELECT coalesce(xmin::text, '') FROM pg_replication_slots WHERE slot_name = 'arch'")
+                .unwrap()
+        };
+        assert_eq!(slot_xmin(), "");
+        let (handle, join) = spawn(WalReceiver::new(
+            config(&cluster, "ws_hsf"),
+            WalReceiverOptions::new(&dir)
+                .slot("arch")
+                .hot_standby_feedback(feedback),
+        ));
+        wait_for("the slot's xmin", Duration::from_secs(10), || {
+            (slot_xmin() == (xid & 0xFFFF_FFFF).to_string()).then_some(())
+        })
+        .unwrap();
+        handle.stop();
+        assert_eq!(join.join().unwrap().reason, StopReason::Stopped);
     });
 }
 
