@@ -508,3 +508,71 @@ fn a_promoted_standby_timeline_switch_is_followed() {
         );
     });
 }
+
+#[test]
+fn setup_problems_and_lost_connections_are_typed() {
+    for_each_server(|install| {
+        let cluster = cluster(install, &[]);
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("wal");
+
+        // A lost connection is transient; running again resumes from the files.
+        let mut receiver = WalReceiver::new(
+            config(&cluster, "ws_lost"),
+            WalReceiverOptions::new(&dir).status_interval(Duration::from_millis(200)),
+        );
+        let join = std::thread::spawn(move || run_once(&mut receiver));
+        wait_streaming(&cluster, &["ws_lost"]);
+        insert_rows(&cluster, "a", 1000);
+        assert_eq!(cluster.terminate_walsenders().unwrap(), 1);
+        let e = join.join().unwrap().unwrap_err();
+        assert_eq!(e.kind(), ReceiveErrorKind::Connection, "{e}");
+        assert!(e.is_transient());
+        insert_rows(&cluster, "b", 1000);
+        let end = switch_wal(&cluster);
+        let mut again = WalReceiver::new(
+            config(&cluster, "ws_lost"),
+            WalReceiverOptions::new(&dir).endpos(end),
+        );
+        assert_eq!(run_once(&mut again).unwrap().flushed, Some(end));
+        let first = completed(&dir);
+        let first_seg = Lsn::from_wal_file_name(first.keys().next().unwrap(), SEG)
+            .unwrap()
+            .1;
+        waldump(install, &dir, 1, first_seg, end);
+
+        // A role without REPLICATION.
+        cluster
+            .execute("ALTER ROLE ws_trust NOSUPERUSER NOREPLICATION")
+            .unwrap();
+        let mut denied = WalReceiver::new(
+            config(&cluster, "ws_denied"),
+            WalReceiverOptions::new(work.path().join("denied")),
+        );
+        let e = run_once(&mut denied).unwrap_err();
+        assert_eq!(e.kind(), ReceiveErrorKind::Permission, "{e}");
+        assert_eq!(
+            e.db_error().map(|d| d.code().code().to_owned()).as_deref(),
+            Some("42501")
+        );
+        assert!(!e.is_transient());
+    });
+}
+
+#[test]
+fn a_server_without_wal_senders_is_a_setup_error() {
+    for_each_server(|install| {
+        let cluster = cluster(
+            install,
+            &[("wal_level", "minimal"), ("max_wal_senders", "0")],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = WalReceiver::new(
+            config(&cluster, "ws_min"),
+            WalReceiverOptions::new(dir.path()),
+        );
+        let e = run_once(&mut r).unwrap_err();
+        assert_eq!(e.kind(), ReceiveErrorKind::ServerConfig, "{e}");
+        assert!(!e.is_transient());
+    });
+}
