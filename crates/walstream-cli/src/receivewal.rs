@@ -9,9 +9,6 @@ use walstream_proto::Lsn;
 
 use crate::error::{Category, CliError};
 
-/// How long to wait before reconnecting after a lost connection (like pg_receivewal).
-const RETRY_WAIT: Duration = Duration::from_secs(5);
-
 /// Arguments of `walstream receivewal`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -26,7 +23,8 @@ Writes WAL segment files named by timeline and segment number, the current one a
 A restart resumes from the files in DIR (no gap, completed segments never rewritten), else from
 the slot's position (PostgreSQL 15+), else from the server's current position. The server needs
 wal_level = replica or logical, max_wal_senders > 0 and a role with REPLICATION (pg_hba.conf:
-a `replication` entry). A lost connection is retried every 5 s unless --no-loop; Ctrl-C or
+a `replication` entry). A lost connection is retried every 5 s (--retry-interval) unless
+--no-loop; Ctrl-C or
 SIGTERM flushes what was received, sends a final status update and exits 0.")]
 pub(crate) struct ReceiveWalArgs {
     /// Connection string: `host=db user=rep` or `postgresql://rep@db` (unset parts come from
@@ -60,9 +58,17 @@ pub(crate) struct ReceiveWalArgs {
     /// completed segments and on stop).
     #[arg(long, value_name = "SECS")]
     fsync_interval: Option<u64>,
-    /// Exit on a lost connection instead of retrying every 5 s.
+    /// Exit on a lost connection instead of retrying.
     #[arg(short = 'n', long)]
     no_loop: bool,
+    /// Seconds to wait before reconnecting after a lost connection (like pg_receivewal's 5).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 5,
+        conflicts_with = "no_loop"
+    )]
+    retry_interval: u64,
 }
 
 fn parse_lsn(s: &str) -> Result<Lsn, String> {
@@ -121,10 +127,10 @@ pub(crate) async fn run(args: &ReceiveWalArgs) -> Result<(), CliError> {
                 return Ok(());
             }
             Err(e) if e.is_transient() && !args.no_loop => {
-                tracing::warn!("{e}; retrying in {} s", RETRY_WAIT.as_secs());
+                tracing::warn!("{e}; retrying in {} s", args.retry_interval);
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return Ok(()),
-                    () = tokio::time::sleep(RETRY_WAIT) => {}
+                    () = tokio::time::sleep(Duration::from_secs(args.retry_interval)) => {}
                 }
             }
             Err(e) => return Err(cli_error(e)),

@@ -105,7 +105,7 @@ fn receivewal_stops_on_sigint_resumes_to_endpos_and_matches_pg_receivewal() {
         let child = bin()
             .args(["receivewal", "-d", &conninfo(&cluster, "ws_cli"), "-D"])
             .arg(&ours_arg)
-            .args(["--status-interval", "1"])
+            .args(["--status-interval", "1", "--retry-interval", "1"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -122,9 +122,26 @@ fn receivewal_stops_on_sigint_resumes_to_endpos_and_matches_pg_receivewal() {
                 .find(|r| r.application_name == "ws_cli" && r.write_lsn.is_some_and(|w| w >= mid))
         })
         .unwrap();
+        // A lost connection is retried (after --retry-interval) and streaming continues.
+        let first = cluster
+            .stat_replication()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.application_name == "ws_cli")
+            .unwrap();
+        assert!(cluster.kill_backend(first.pid).unwrap());
+        wait_for("walstream to reconnect", Duration::from_secs(30), || {
+            cluster.stat_replication().ok()?.into_iter().find(|r| {
+                r.application_name == "ws_cli"
+                    && r.pid != first.pid
+                    && r.write_lsn.is_some_and(|w| w >= mid)
+            })
+        })
+        .unwrap();
         sigint(&child);
         let out = child.wait_with_output().unwrap();
         assert_ok(&out, Some(&cluster));
+        assert!(stderr(&out).contains("retrying in 1 s"), "{}", stderr(&out));
         assert!(fs::read_dir(&ours).unwrap().any(|e| {
             e.unwrap()
                 .file_name()
