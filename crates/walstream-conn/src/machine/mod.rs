@@ -208,7 +208,8 @@ pub struct Connection {
     /// In COPY BOTH: the client has sent CopyDone.
     client_copy_done: bool,
     /// The server left COPY BOTH with CommandComplete and no CopyDone (a walsender shutting
-    /// down). The caller may not have seen that yet (the events are still queued), so the
+    /// down) or with an ErrorResponse (e.g. a logical walsender's output plugin failing). The
+    /// caller may not have seen that yet (the events are still queued), so the
     /// CopyData and CopyDone it sends until its next query are dropped, not errors.
     server_left_copy: bool,
     /// The protocol version in use: the requested one until the server negotiates down.
@@ -408,7 +409,8 @@ impl Connection {
 
     /// Sends one COPY data message (in COPY BOTH, before the client's CopyDone). Dropped
     /// without error when the server has already left COPY BOTH with CommandComplete (a
-    /// walsender shutting down), whose events the caller may not have polled yet.
+    /// walsender shutting down) or an ErrorResponse, whose events the caller may not have
+    /// polled yet.
     pub fn send_copy_data(&mut self, data: &[u8]) -> Result<(), Error> {
         self.check_usable()?;
         if self.server_left_copy {
@@ -805,7 +807,9 @@ impl Connection {
                 if is_fatal(&db) {
                     return Err(Error::db(db).context("server terminated the session during COPY"));
                 }
-                // The server left COPY mode; ReadyForQuery follows.
+                // The server left COPY mode; ReadyForQuery follows. Status updates the caller
+                // sends before polling the error are dropped (see `server_left_copy`).
+                self.server_left_copy = self.phase == Phase::CopyBoth;
                 self.phase = Phase::Query;
                 self.events.push_back(Event::QueryError(db));
             }

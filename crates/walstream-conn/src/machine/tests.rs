@@ -874,3 +874,35 @@ fn command_complete_without_copy_done_ends_copy_both() {
         ErrorKind::InvalidState
     );
 }
+
+#[test]
+fn error_response_in_copy_both_drops_status_updates_sent_before_the_error_is_polled() {
+    // A logical walsender whose output plugin fails (e.g. publication dropped) ends COPY BOTH
+    // with an ErrorResponse; a status update the caller sends before polling it must not turn
+    // the server's error into a client-side InvalidState.
+    let mut c = connected_trust();
+    c.send_query("START_REPLICATION SLOT s LOGICAL 0/0")
+        .unwrap();
+    let _ = transmit(&mut c);
+    c.handle_input(&server(&[
+        BackendMessage::CopyBothResponse(CopyResponse::default()),
+        BackendMessage::CopyData(vec![b'k'; 18].into()),
+        BackendMessage::ErrorResponse(error_fields(
+            "ERROR",
+            "42704",
+            "publication \"p\" does not exist",
+        )),
+    ]))
+    .unwrap();
+    c.send_copy_data(b"r").unwrap();
+    assert!(transmit(&mut c).is_empty());
+    let ev = events(&mut c);
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [Event::CopyBoth(_), Event::CopyData(_), Event::QueryError(db)]
+                if db.code().code() == "42704"
+        ),
+        "{ev:?}"
+    );
+}
