@@ -273,6 +273,8 @@ struct Model {
     stage: usize,
     done: bool,
     events: u64,
+    /// The last events (kind, LSN, marker), for failure messages.
+    trace: std::collections::VecDeque<String>,
 }
 
 fn int_of(row: &walstream::Row, name: &str) -> i64 {
@@ -423,6 +425,19 @@ impl Model {
     fn handle(&mut self, ev: &Event) {
         self.events += 1;
         let kind = ev.kind();
+        if self.trace.len() == 80 {
+            self.trace.pop_front();
+        }
+        let detail = match kind {
+            EventKind::Insert(rc) if rc.table() == "txlog" => format!(" {:?}", change_of(kind, rc)),
+            EventKind::Commit(c) => format!(" commit_lsn={} end_lsn={}", c.commit_lsn, c.end_lsn),
+            _ => String::new(),
+        };
+        if !matches!(kind, EventKind::Insert(rc) | EventKind::Update(rc) | EventKind::Delete(rc) if rc.table() != "txlog")
+        {
+            self.trace
+                .push_back(format!("{} @{}{detail}", kind.name(), ev.lsn()));
+        }
         match kind {
             // A Begin cannot occur inside a streamed block: if one is open, the connection was
             // lost inside it and the stream resumed, so that block's state is stale.
@@ -743,7 +758,11 @@ fn check_exactly_once(name: &str, c: &Cluster, o: &Outcome, expected: &BTreeSet<
         o.elapsed.as_millis()
     );
     report(&line);
-    assert!(lost.is_empty(), "{line}: lost {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "{line}: lost {lost:?}; last events:\n{}",
+        m.trace.iter().cloned().collect::<Vec<_>>().join("\n")
+    );
     assert_eq!(twice, 0, "{line}: applied twice");
     assert!(
         m.duplicate_commits.is_empty(),
@@ -899,8 +918,37 @@ fn oracle_publication_altered_and_dropped_mid_stream() {
             Duration::from_millis(400),
             Duration::from_secs(120),
         );
-        let expected: BTreeSet<i64> = o.committed.iter().copied().filter(|k| *k <= 45).collect();
+        // PostgreSQL 14-17 can fail with 42704 on a transaction that committed *before* the
+        // DROP PUBLICATION when the walsender reaches it only after the drop (it lags after a
+        // fault; seen for a streamed transaction: the error came in its first stream_change,
+        // and the stream ended with it). Those transactions cannot be delivered by any client;
+        // the stream must then end with the typed error and what was applied must be a
+        // gap-free prefix of the committed transactions.
+        let applied_max = o.model.applied_markers.iter().copied().max().unwrap_or(0);
+        let cut_short = !skips_missing_publication(c.major())
+            && o.error.is_some()
+            && o.committed.iter().any(|k| *k <= 45 && *k > applied_max);
+        let limit = if cut_short { applied_max } else { 45 };
+        let expected: BTreeSet<i64> = o
+            .committed
+            .iter()
+            .copied()
+            .filter(|k| *k <= limit)
+            .collect();
         let line = check_exactly_once("publication", &c, &o, &expected);
+        if cut_short {
+            let undeliverable: Vec<i64> = o
+                .committed
+                .iter()
+                .copied()
+                .filter(|k| *k > limit && *k <= 45)
+                .collect();
+            report(&format!(
+                "server publication_dropped_race pg{} committed before the drop, undeliverable \
+                 (42704 when decoded after it): {undeliverable:?}",
+                c.major()
+            ));
+        }
         let model_acct = o.model.tables.get("acct").cloned().unwrap_or_default();
         let model_extra = o.model.tables.get("extra").cloned().unwrap_or_default();
         let server_acct = table_of(&o.snapshots["acct"], &["val"]);
@@ -914,20 +962,24 @@ fn oracle_publication_altered_and_dropped_mid_stream() {
                 .take(5)
                 .collect::<Vec<_>>()
         );
-        assert_eq!(
-            model_extra,
-            server_extra,
-            "{line}: extra differs: {}",
-            diff(&model_extra, &server_extra)
-        );
-        // acct as the consumer applied it equals acct when it left the publication: nothing
-        // of acct arrived after that.
-        assert_eq!(
-            model_acct,
-            server_acct,
-            "{line}: acct differs from its contents when it left the publication: {}",
-            diff(&model_acct, &server_acct)
-        );
+        if !cut_short {
+            assert_eq!(
+                model_extra,
+                server_extra,
+                "{line}: extra differs: {}",
+                diff(&model_extra, &server_extra)
+            );
+        }
+        // acct as the consumer applied it equals acct when it left the publication (after
+        // transaction 30): nothing of acct arrived after that.
+        if limit >= 30 {
+            assert_eq!(
+                model_acct,
+                server_acct,
+                "{line}: acct differs from its contents when it left the publication: {}",
+                diff(&model_acct, &server_acct)
+            );
+        }
         if skips_missing_publication(c.major()) {
             assert!(
                 o.error.is_none(),
