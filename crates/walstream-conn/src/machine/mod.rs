@@ -155,6 +155,10 @@ pub enum Event {
     CopyBoth(CopyResponse),
     /// COPY OUT started (e.g. `BASE_BACKUP`).
     CopyOut(CopyResponse),
+    /// COPY IN started (`COPY ... FROM STDIN`, `UPLOAD_MANIFEST`) for a query sent with
+    /// [`Connection::send_copy_in_query`]: send [`Connection::send_copy_data`], then
+    /// [`Connection::send_copy_done`] or [`Connection::send_copy_fail`].
+    CopyIn(CopyResponse),
     /// A COPY data message from the server.
     CopyData(Bytes),
     /// The server ended its COPY data.
@@ -181,6 +185,8 @@ pub enum Phase {
     CopyBoth,
     /// In COPY OUT mode.
     CopyOut,
+    /// In COPY IN mode: the client sends data.
+    CopyIn,
     /// Terminated by the client.
     Closed,
     /// Failed after an error.
@@ -208,10 +214,15 @@ pub struct Connection {
     /// In COPY BOTH: the client has sent CopyDone.
     client_copy_done: bool,
     /// The server left COPY BOTH with CommandComplete and no CopyDone (a walsender shutting
-    /// down) or with an ErrorResponse (e.g. a logical walsender's output plugin failing). The
-    /// caller may not have seen that yet (the events are still queued), so the
-    /// CopyData and CopyDone it sends until its next query are dropped, not errors.
+    /// down) or with an ErrorResponse (e.g. a logical walsender's output plugin failing), or
+    /// left COPY IN with an ErrorResponse. The caller may not have seen that yet (the events
+    /// are still queued), so the CopyData, CopyDone and CopyFail it sends until its next
+    /// query are dropped, not errors.
     server_left_copy: bool,
+    /// The running query was sent with [`Connection::send_copy_in_query`] and has not
+    /// started COPY IN yet: its first `CopyInResponse` starts COPY IN instead of being
+    /// refused with CopyFail.
+    copy_in_wanted: bool,
     /// The protocol version in use: the requested one until the server negotiates down.
     protocol: ProtocolVersion,
     /// The server sent `NegotiateProtocolVersion` (it may do so once).
@@ -238,6 +249,7 @@ impl Connection {
             server_copy_done: false,
             client_copy_done: false,
             server_left_copy: false,
+            copy_in_wanted: false,
             protocol: settings.protocol_version,
             negotiated: false,
             settings,
@@ -404,22 +416,39 @@ impl Connection {
             })?;
         self.phase = Phase::Query;
         self.server_left_copy = false;
+        self.copy_in_wanted = false;
         Ok(())
     }
 
-    /// Sends one COPY data message (in COPY BOTH, before the client's CopyDone). Dropped
-    /// without error when the server has already left COPY BOTH with CommandComplete (a
-    /// walsender shutting down) or an ErrorResponse, whose events the caller may not have
-    /// polled yet.
+    /// Sends a simple query that is expected to start COPY IN (`COPY ... FROM STDIN`,
+    /// `UPLOAD_MANIFEST`). Its first `CopyInResponse` is reported as [`Event::CopyIn`] and
+    /// the connection enters [`Phase::CopyIn`]; any further COPY IN of the same query string
+    /// is refused with CopyFail, as for [`Connection::send_query`], which refuses every
+    /// COPY IN. Allowed only when idle.
+    pub fn send_copy_in_query(&mut self, sql: &str) -> Result<(), Error> {
+        self.send_query(sql)?;
+        self.copy_in_wanted = true;
+        Ok(())
+    }
+
+    /// Sends one COPY data message (in COPY IN, or in COPY BOTH before the client's
+    /// CopyDone). Dropped without error when the server has already left COPY mode with
+    /// CommandComplete (a walsender shutting down) or an ErrorResponse, whose events the
+    /// caller may not have polled yet.
     pub fn send_copy_data(&mut self, data: &[u8]) -> Result<(), Error> {
         self.check_usable()?;
         if self.server_left_copy {
             return Ok(());
         }
-        if self.phase != Phase::CopyBoth || self.client_copy_done {
+        let open = match self.phase {
+            Phase::CopyBoth => !self.client_copy_done,
+            Phase::CopyIn => true,
+            _ => false,
+        };
+        if !open {
             return Err(Error::new(
                 ErrorKind::InvalidState,
-                "COPY data can only be sent in COPY BOTH mode",
+                "COPY data can only be sent in COPY IN or COPY BOTH mode",
             ));
         }
         let len = data
@@ -434,11 +463,19 @@ impl Connection {
         Ok(())
     }
 
-    /// Ends the client's side of COPY BOTH (nothing to send when the server already left
-    /// COPY BOTH with CommandComplete).
+    /// Ends the client's side of COPY BOTH or COPY IN (nothing to send when the server
+    /// already left COPY mode). After a COPY IN the server answers with CommandComplete (or
+    /// an error) and ReadyForQuery.
     pub fn send_copy_done(&mut self) -> Result<(), Error> {
         self.check_usable()?;
         if self.server_left_copy {
+            return Ok(());
+        }
+        if self.phase == Phase::CopyIn {
+            FrontendMessage::CopyDone
+                .encode(&mut self.send)
+                .map_err(encode_err)?;
+            self.phase = Phase::Query;
             return Ok(());
         }
         if self.phase != Phase::CopyBoth || self.client_copy_done {
@@ -454,6 +491,29 @@ impl Connection {
         if self.server_copy_done {
             self.phase = Phase::Query;
         }
+        Ok(())
+    }
+
+    /// Aborts a COPY IN with CopyFail carrying `message`; the server answers with an
+    /// ErrorResponse (which quotes the message) and ReadyForQuery. Nothing is sent when the
+    /// server already left COPY IN with an error of its own.
+    pub fn send_copy_fail(&mut self, message: &str) -> Result<(), Error> {
+        self.check_usable()?;
+        if self.server_left_copy {
+            return Ok(());
+        }
+        if self.phase != Phase::CopyIn {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "CopyFail can only be sent in COPY IN mode",
+            ));
+        }
+        // A message with a NUL cannot be encoded: fail before anything is queued, leaving
+        // the COPY open.
+        FrontendMessage::CopyFail(message.to_owned())
+            .encode(&mut self.send)
+            .map_err(encode_err)?;
+        self.phase = Phase::Query;
         Ok(())
     }
 
@@ -606,6 +666,7 @@ impl Connection {
             Phase::AwaitingReady => self.handle_awaiting_ready(msg),
             Phase::Query => self.handle_query(msg),
             Phase::CopyBoth | Phase::CopyOut => self.handle_copy(msg),
+            Phase::CopyIn => self.handle_copy_in(msg),
             Phase::Idle => match msg {
                 BackendMessage::ErrorResponse(f) => Err(Error::db(DbError::from_fields(&f))),
                 other => Err(unexpected(&other, "while idle")),
@@ -776,11 +837,16 @@ impl Connection {
                 self.client_copy_done = true;
                 self.events.push_back(Event::CopyOut(r));
             }
+            BackendMessage::CopyInResponse(r) if self.copy_in_wanted => {
+                self.copy_in_wanted = false;
+                self.phase = Phase::CopyIn;
+                self.events.push_back(Event::CopyIn(r));
+            }
             BackendMessage::CopyInResponse(_) => {
-                // COPY FROM STDIN is not supported: abort it; the server answers with an
-                // ErrorResponse and ReadyForQuery.
+                // A COPY IN the caller did not ask for (`send_query`): abort it; the server
+                // answers with an ErrorResponse and ReadyForQuery.
                 FrontendMessage::CopyFail(
-                    "COPY FROM STDIN is not supported by walstream".to_owned(),
+                    "COPY FROM STDIN was not expected by this walstream command".to_owned(),
                 )
                 .encode(&mut self.send)
                 .map_err(encode_err)?;
@@ -835,6 +901,29 @@ impl Connection {
             other => return Err(unexpected(&other, "during COPY")),
         }
         Ok(())
+    }
+}
+
+impl Connection {
+    /// While the client sends COPY IN data, the server only speaks to report an error.
+    fn handle_copy_in(&mut self, msg: BackendMessage) -> Result<(), Error> {
+        match msg {
+            BackendMessage::ErrorResponse(f) => {
+                let db = DbError::from_fields(&f);
+                if is_fatal(&db) {
+                    return Err(
+                        Error::db(db).context("server terminated the session during COPY IN")
+                    );
+                }
+                // The server left COPY IN and ignores what the client still sends until
+                // ReadyForQuery; data sent before the caller polls the error is dropped.
+                self.server_left_copy = true;
+                self.phase = Phase::Query;
+                self.events.push_back(Event::QueryError(db));
+                Ok(())
+            }
+            other => Err(unexpected(&other, "during COPY IN")),
+        }
     }
 }
 

@@ -906,3 +906,201 @@ fn error_response_in_copy_both_drops_status_updates_sent_before_the_error_is_pol
         "{ev:?}"
     );
 }
+
+fn copy_in_response() -> BackendMessage {
+    BackendMessage::CopyInResponse(CopyResponse::default())
+}
+
+/// A connection whose `COPY t FROM STDIN` (sent with `send_copy_in_query`) is in COPY IN.
+fn in_copy_in() -> Connection {
+    let mut c = connected_trust();
+    c.send_copy_in_query("COPY t FROM STDIN").unwrap();
+    assert_eq!(
+        frontend(transmit(&mut c), PasswordKind::Password),
+        [FrontendMessage::Query("COPY t FROM STDIN".into())]
+    );
+    c.handle_input(&server(&[copy_in_response()])).unwrap();
+    let ev = events(&mut c);
+    assert!(matches!(ev.as_slice(), [Event::CopyIn(_)]), "{ev:?}");
+    assert_eq!(c.phase(), Phase::CopyIn);
+    c
+}
+
+#[test]
+fn copy_in_cycle_sends_data_then_copy_done() {
+    let mut c = in_copy_in();
+    c.send_copy_data(b"1\tone\n").unwrap();
+    c.send_copy_data(b"").unwrap();
+    c.send_copy_data(b"2\ttwo\n").unwrap();
+    c.send_copy_done().unwrap();
+    assert_eq!(
+        frontend(transmit(&mut c), PasswordKind::Password),
+        [
+            FrontendMessage::CopyData(b"1\tone\n".to_vec().into()),
+            FrontendMessage::CopyData(Bytes::new()),
+            FrontendMessage::CopyData(b"2\ttwo\n".to_vec().into()),
+            FrontendMessage::CopyDone,
+        ]
+    );
+    assert_eq!(c.phase(), Phase::Query);
+    // The client's side is closed: no more data, no second CopyDone, no CopyFail.
+    for e in [
+        c.send_copy_data(b"3").unwrap_err(),
+        c.send_copy_done().unwrap_err(),
+        c.send_copy_fail("late").unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::InvalidState, "{e}");
+    }
+    c.handle_input(&server(&[
+        BackendMessage::NoticeResponse(error_fields("NOTICE", "00000", "hello")),
+        BackendMessage::CommandComplete("COPY 2".into()),
+        BackendMessage::ReadyForQuery(TransactionStatus::IDLE),
+    ]))
+    .unwrap();
+    let ev = events(&mut c);
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [Event::Notice(_), Event::CommandComplete(t), Event::ReadyForQuery(_)] if t == "COPY 2"
+        ),
+        "{ev:?}"
+    );
+    assert_eq!(c.phase(), Phase::Idle);
+}
+
+#[test]
+fn error_response_during_copy_in_ends_it_and_later_data_is_dropped() {
+    let mut c = in_copy_in();
+    c.send_copy_data(b"x\n").unwrap();
+    let _ = transmit(&mut c);
+    // The server fails while the client still sends (e.g. a bad row, or a manifest from
+    // another cluster): the caller has not polled the error yet.
+    c.handle_input(&server(&[
+        BackendMessage::ErrorResponse(error_fields(
+            "ERROR",
+            "22P02",
+            "invalid input syntax for type integer: \"x\"",
+        )),
+        BackendMessage::ReadyForQuery(TransactionStatus::IDLE),
+    ]))
+    .unwrap();
+    c.send_copy_data(b"more\n").unwrap();
+    c.send_copy_done().unwrap();
+    c.send_copy_fail("too late").unwrap();
+    assert!(transmit(&mut c).is_empty());
+    let ev = events(&mut c);
+    let [Event::QueryError(db), Event::ReadyForQuery(_)] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(db.code().code(), "22P02");
+    assert_eq!(c.phase(), Phase::Idle);
+    // The next query resets it: COPY data outside COPY is a misuse again.
+    c.send_query("SELECT 1").unwrap();
+    assert_eq!(
+        c.send_copy_data(b"r").unwrap_err().kind(),
+        ErrorKind::InvalidState
+    );
+}
+
+#[test]
+fn copy_fail_aborts_copy_in_and_the_server_error_follows() {
+    let mut c = in_copy_in();
+    // A message that cannot be encoded fails without leaving COPY IN.
+    assert_eq!(
+        c.send_copy_fail("bad\0message").unwrap_err().kind(),
+        ErrorKind::InvalidState
+    );
+    assert_eq!(c.phase(), Phase::CopyIn);
+    c.send_copy_data(b"1\n").unwrap();
+    c.send_copy_fail("caller gave up").unwrap();
+    assert_eq!(
+        frontend(transmit(&mut c), PasswordKind::Password),
+        [
+            FrontendMessage::CopyData(b"1\n".to_vec().into()),
+            FrontendMessage::CopyFail("caller gave up".into()),
+        ]
+    );
+    assert_eq!(c.phase(), Phase::Query);
+    c.handle_input(&server(&[
+        BackendMessage::ErrorResponse(error_fields(
+            "ERROR",
+            "57014",
+            "COPY from stdin failed: caller gave up",
+        )),
+        BackendMessage::ReadyForQuery(TransactionStatus::IDLE),
+    ]))
+    .unwrap();
+    let ev = events(&mut c);
+    let [Event::QueryError(db), Event::ReadyForQuery(_)] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(db.code(), SqlState::QUERY_CANCELED);
+    assert!(db.message().contains("caller gave up"));
+    assert_eq!(c.phase(), Phase::Idle);
+}
+
+#[test]
+fn copy_in_not_asked_for_is_refused_with_copy_fail() {
+    // send_query: every COPY IN is refused (the behaviour before COPY IN support).
+    let mut c = connected_trust();
+    c.send_query("COPY t FROM STDIN").unwrap();
+    let _ = transmit(&mut c);
+    c.handle_input(&server(&[copy_in_response()])).unwrap();
+    assert!(events(&mut c).is_empty());
+    assert_eq!(c.phase(), Phase::Query);
+    let sent = frontend(transmit(&mut c), PasswordKind::Password);
+    assert!(
+        matches!(sent.as_slice(), [FrontendMessage::CopyFail(_)]),
+        "{sent:?}"
+    );
+    assert_eq!(
+        c.send_copy_fail("x").unwrap_err().kind(),
+        ErrorKind::InvalidState
+    );
+
+    // send_copy_in_query: only the first COPY IN of the query string is accepted.
+    let mut c = in_copy_in();
+    c.send_copy_done().unwrap();
+    let _ = transmit(&mut c);
+    c.handle_input(&server(&[
+        BackendMessage::CommandComplete("COPY 0".into()),
+        copy_in_response(),
+    ]))
+    .unwrap();
+    let ev = events(&mut c);
+    assert!(
+        matches!(ev.as_slice(), [Event::CommandComplete(_)]),
+        "{ev:?}"
+    );
+    let sent = frontend(transmit(&mut c), PasswordKind::Password);
+    assert!(
+        matches!(sent.as_slice(), [FrontendMessage::CopyFail(_)]),
+        "{sent:?}"
+    );
+}
+
+#[test]
+fn protocol_violations_and_fatal_errors_during_copy_in() {
+    let mut c = in_copy_in();
+    let e = c
+        .handle_input(&server(&[BackendMessage::DataRow(
+            DataRow::from_columns([Some("1")]).unwrap(),
+        )]))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    assert_eq!(c.phase(), Phase::Failed);
+
+    let mut c = in_copy_in();
+    let e = c
+        .handle_input(&server(&[BackendMessage::ErrorResponse(error_fields(
+            "FATAL",
+            "57P01",
+            "terminating connection due to administrator command",
+        ))]))
+        .unwrap_err();
+    assert_eq!(e.code(), Some(SqlState::ADMIN_SHUTDOWN));
+    assert_eq!(
+        c.send_copy_data(b"x").unwrap_err().kind(),
+        ErrorKind::Closed
+    );
+}
