@@ -1,179 +1,39 @@
-//! Checks the value decoders against a real PostgreSQL 15.
+//! Checks the value decoders against a real PostgreSQL, on every configured major.
 //!
-//! Starts a throwaway cluster (as the `postgres` user when run as root), and for a table of
-//! (type, literal) cases fetches the server's text output (`format('%s', v)` calls the type's
-//! output function, as `pgoutput` does; `v::text` would use casts such as `bool → text` that
-//! print differently) and its binary `send` output, then
-//! asserts that decoding either gives the same value and that `Display` reproduces the
+//! For each installation `WALSTREAM_PG_BINDIRS` selects (see `walstream-test-support`), starts a
+//! throwaway cluster and, for a table of (type, literal) cases, fetches the server's text
+//! output (`format('%s', v)` calls the type's output function, as `pgoutput` does; `v::text`
+//! would use casts such as `bool → text` that print differently) and its binary `send` output,
+//! then asserts that decoding either gives the same value and that `Display` reproduces the
 //! server's text exactly. The built-in OID constants are checked against `pg_type` too.
+//! Cases that only exist on some majors (PostgreSQL 17's infinite intervals) carry the range
+//! of majors they run on.
+//!
+//! psql talks to the server with `client_encoding=UTF8` (the harness runs it under `LC_ALL=C`,
+//! which would otherwise make older psql versions pick SQL_ASCII and the server reject the
+//! non-ASCII literals).
 //!
 //! With `WALSTREAM_WRITE_VALUE_SEEDS=<path to fuzz/>` it also writes each built-in case's text
 //! and binary bytes as seeds for the `values` and `values_binary` fuzz targets.
-//!
-//! The test fails (it does not skip) when no PostgreSQL binaries are found; set
-//! `WALSTREAM_PG_BIN` to a directory holding `initdb`, `pg_ctl` and `psql` to use another
-//! installation.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
 
 use bytes::Bytes;
-use walstream_proto::{Oid, TypeKind, TypeRegistry, Value, ValueFormat};
+use walstream_proto::{Oid, PgInterval, TypeKind, TypeRegistry, Value, ValueFormat};
+use walstream_test_support::{Cluster, ClusterOptions, PgInstall, Role, for_each_server};
 
-const PORT: u16 = 25_442;
-
-fn pg_bin() -> PathBuf {
-    let dir = std::env::var_os("WALSTREAM_PG_BIN").map_or_else(
-        || PathBuf::from("/usr/lib/postgresql/15/bin"),
-        PathBuf::from,
+/// Runs SQL through the cluster's psql as `postgres`, in UTF-8, and returns its output lines
+/// (unaligned, tuples only, `|` between columns).
+fn psql(cluster: &Cluster, script: &str) -> Vec<String> {
+    let conninfo = format!(
+        "{} client_encoding=UTF8",
+        cluster.socket_conninfo(Role::Postgres)
     );
-    for tool in ["initdb", "pg_ctl", "psql"] {
-        assert!(
-            dir.join(tool).exists(),
-            "PostgreSQL binaries not found: {} has no `{tool}`. Install PostgreSQL 15 server \
-             binaries or point WALSTREAM_PG_BIN at their directory.",
-            dir.display()
-        );
-    }
-    dir
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// A command that runs as `postgres` when we are root (the server refuses to run as root).
-fn pg_command(root: bool, program: &Path) -> Command {
-    if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
-/// A running throwaway cluster; stopped and deleted on drop.
-struct Cluster {
-    bin: PathBuf,
-    dir: PathBuf,
-    root: bool,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let bin = pg_bin();
-        let root = is_root();
-        let dir = std::env::temp_dir().join(format!("walstream-values-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        if root {
-            let st = Command::new("chown")
-                .arg("postgres")
-                .arg(&dir)
-                .status()
-                .unwrap();
-            assert!(st.success(), "chown postgres {}", dir.display());
-        }
-        let cluster = Self { bin, dir, root };
-        let data = cluster.dir.join("data");
-        let out = pg_command(root, &cluster.bin.join("initdb"))
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--locale=C",
-                "-E",
-                "UTF8",
-                "-D",
-            ])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let opts = format!(
-            "-p {PORT} -k {} -c listen_addresses=''",
-            cluster.dir.display()
-        );
-        let out = pg_command(root, &cluster.bin.join("pg_ctl"))
-            .args(["-w", "-D"])
-            .arg(&data)
-            .args(["-o", &opts, "-l"])
-            .arg(cluster.dir.join("log"))
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(cluster.dir.join("log")).unwrap_or_default()
-        );
-        cluster
-    }
-
-    /// Runs `script` through psql and returns its unaligned, tuples-only output lines.
-    fn psql(&self, script: &str) -> Vec<String> {
-        let mut child = pg_command(self.root, &self.bin.join("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-F",
-                "|",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                "postgres",
-                "-h",
-            ])
-            .arg(&self.dir)
-            .args(["-p", &PORT.to_string(), "-U", "postgres"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "psql failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = pg_command(self.root, &self.bin.join("pg_ctl"))
-            .args(["-m", "immediate", "-D"])
-            .arg(self.dir.join("data"))
-            .arg("stop")
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    let out = cluster
+        .psql_with(&conninfo, script)
+        .unwrap_or_else(|e| panic!("psql failed: {e}"));
+    out.lines().map(str::to_owned).collect()
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -203,7 +63,11 @@ struct Case {
     check: Check,
     /// Session TimeZone for this case.
     tz: &'static str,
+    /// The PostgreSQL majors the case runs on.
+    majors: RangeInclusive<u32>,
 }
+
+const ALL_MAJORS: RangeInclusive<u32> = 0..=u32::MAX;
 
 const fn c(ty: &'static str, expr: &'static str) -> Case {
     Case {
@@ -211,6 +75,7 @@ const fn c(ty: &'static str, expr: &'static str) -> Case {
         expr,
         check: Check::Full,
         tz: "UTC",
+        majors: ALL_MAJORS,
     }
 }
 
@@ -220,6 +85,7 @@ const fn money(ty: &'static str, expr: &'static str) -> Case {
         expr,
         check: Check::DisplayOnly,
         tz: "UTC",
+        majors: ALL_MAJORS,
     }
 }
 
@@ -229,6 +95,15 @@ const fn zoned(tz: &'static str, ty: &'static str, expr: &'static str) -> Case {
         expr,
         check: Check::SameInstant,
         tz,
+        majors: ALL_MAJORS,
+    }
+}
+
+/// `case` on PostgreSQL `from` and later only.
+const fn since(from: u32, case: Case) -> Case {
+    Case {
+        majors: from..=u32::MAX,
+        ..case
     }
 }
 
@@ -353,13 +228,24 @@ const CASES: &[Case] = &[
     c("interval", "'0'"),
     c("interval", "'1 day'"),
     c("interval", "'00:00:00.000001'"),
+    // One microsecond short of PostgreSQL 17's `infinity` (all fields at their maximum; on
+    // 14-16 that is a finite value, checked apart in `pre17_interval_extremes`).
     c(
         "interval",
-        "'178956970 years 7 mons 2147483647 days 2562047788:00:54.775807'",
+        "'178956970 years 7 mons 2147483647 days 2562047788:00:54.775806'",
     ),
     c(
         "interval",
         "'-178956970 years -8 mons -2147483648 days -2562047788:00:54.775807'",
+    ),
+    since(17, c("interval", "'infinity'")),
+    since(17, c("interval", "'-infinity'")),
+    since(
+        17,
+        c(
+            "interval[]",
+            "ARRAY['infinity'::interval, '-infinity', '1 day']",
+        ),
     ),
     c(
         "interval",
@@ -595,7 +481,8 @@ END $$;
 "#;
 
 fn registry(cluster: &Cluster) -> TypeRegistry {
-    let rows = cluster.psql(
+    let rows = psql(
+        cluster,
         "SELECT t.typname, t.oid, t.typtype, t.typbasetype, t.typarray, \
                 coalesce(r.rngsubtype, 0), coalesce(r.rngmultitypid, 0), coalesce(r.rngmultitypid, 0) \
          FROM pg_type t LEFT JOIN pg_range r ON r.rngtypid = t.oid \
@@ -634,8 +521,13 @@ fn registry(cluster: &Cluster) -> TypeRegistry {
 
 #[test]
 fn values_match_postgres() {
-    let cluster = Cluster::start();
-    cluster.psql(SETUP);
+    for_each_server(check_server);
+}
+
+fn check_server(install: &PgInstall) {
+    let major = install.major;
+    let cluster = Cluster::start(install, ClusterOptions::new()).expect("start a cluster");
+    psql(&cluster, SETUP);
 
     // Every OID constant against the catalog.
     let mut script = String::new();
@@ -645,7 +537,7 @@ fn values_match_postgres() {
             name.replace('\'', "''")
         ));
     }
-    let got = cluster.psql(&script);
+    let got = psql(&cluster, &script);
     assert_eq!(got.len(), OIDS.len());
     for ((name, oid), line) in OIDS.iter().zip(&got) {
         assert_eq!(
@@ -661,21 +553,22 @@ fn values_match_postgres() {
         "SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; \
          SET bytea_output = 'hex'; SET lc_monetary = 'C';\n",
     );
-    for case in CASES {
+    let cases: Vec<&Case> = CASES.iter().filter(|c| c.majors.contains(&major)).collect();
+    for case in &cases {
         script.push_str(&format!(
             "SET TimeZone = '{}'; SELECT pg_typeof(v)::oid, encode(convert_to(format('%s', v), 'UTF8'), 'hex'), \
              send_hex(v) FROM (SELECT ({})::{} AS v) s;\n",
             case.tz, case.expr, case.ty
         ));
     }
-    let rows = cluster.psql(&script);
-    assert_eq!(rows.len(), CASES.len(), "one output row per case");
+    let rows = psql(&cluster, &script);
+    assert_eq!(rows.len(), cases.len(), "one output row per case");
 
     // With WALSTREAM_WRITE_VALUE_SEEDS=<fuzz dir>, record every built-in case as fuzz seeds:
     // the 2-byte index of the type in `builtin_type_oids()`, then the server's bytes.
     let seed_dir = std::env::var_os("WALSTREAM_WRITE_VALUE_SEEDS").map(PathBuf::from);
     let mut failures = Vec::new();
-    for (n, (case, row)) in CASES.iter().zip(&rows).enumerate() {
+    for (n, (case, row)) in cases.iter().zip(&rows).enumerate() {
         if let Some(dir) = &seed_dir {
             let f: Vec<&str> = row.split('|').collect();
             let oid = Oid(f[0].parse().unwrap());
@@ -687,7 +580,10 @@ fn values_match_postgres() {
                 for (target, hex) in [("values", f[1]), ("values_binary", f[2])] {
                     let mut seed = idx.to_vec();
                     seed.extend_from_slice(&unhex(hex));
-                    let path = dir.join("corpus").join(target).join(format!("pg15-{n:03}"));
+                    let path = dir
+                        .join("corpus")
+                        .join(target)
+                        .join(format!("pg{major}-{n:03}"));
                     std::fs::write(path, seed).unwrap();
                 }
             }
@@ -734,14 +630,16 @@ fn values_match_postgres() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} cases failed:\n{}",
+        "PostgreSQL {}: {} of {} cases failed:\n{}",
+        install.version,
         failures.len(),
-        CASES.len(),
+        cases.len(),
         failures.join("\n")
     );
 
     // A type nobody registered is kept as received, text and binary alike.
-    let rows = cluster.psql(
+    let rows = psql(
+        &cluster,
         "SELECT pg_typeof(v)::oid, encode(convert_to(v::text, 'UTF8'), 'hex'), encode(point_send(v), 'hex') \
          FROM (SELECT '(1,2)'::point AS v) s;",
     );
@@ -762,4 +660,39 @@ fn values_match_postgres() {
         .decode(oid, ValueFormat::Binary, Bytes::from(unhex(f[2])))
         .unwrap();
     assert_eq!(b.as_bytes().map(|b| b.len()), Some(16));
+
+    if major < 17 {
+        pre17_interval_extremes(&cluster);
+    }
+}
+
+/// Before PostgreSQL 17 the interval with every field at its maximum (minimum) was a finite
+/// value; 17 made exactly those bit patterns `infinity` (`-infinity`). The binary form is the
+/// same on every version, so walstream reads them as the infinities (documented on
+/// `PgInterval`): check that this is the only difference.
+fn pre17_interval_extremes(cluster: &Cluster) {
+    let rows = psql(
+        cluster,
+        "SET IntervalStyle = 'postgres'; SELECT format('%s', v), encode(interval_send(v), 'hex') FROM (VALUES \
+         ('178956970 years 7 mons 2147483647 days 2562047788:00:54.775807'::interval), \
+         ('-178956970 years -8 mons -2147483648 days -2562047788:00:54.775807'::interval - '00:00:00.000001')) t(v);",
+    );
+    assert_eq!(rows.len(), 2);
+    for (row, expected) in rows
+        .iter()
+        .zip([PgInterval::INFINITY, PgInterval::NEG_INFINITY])
+    {
+        let (text, hex) = row.split_once('|').unwrap();
+        assert!(
+            !text.contains("infinity"),
+            "a finite extreme before 17: {text}"
+        );
+        for (format, bytes) in [
+            (ValueFormat::Text, Bytes::from(text.to_owned())),
+            (ValueFormat::Binary, Bytes::from(unhex(hex))),
+        ] {
+            let v = walstream_proto::decode_value(Oid::INTERVAL, format, bytes).unwrap();
+            assert_eq!(v, Value::Interval(expected), "{text} ({format:?})");
+        }
+    }
 }

@@ -474,6 +474,15 @@ fn canonical_timestamp(t: &[u8], tz: bool) -> Option<PgTimestamp> {
 }
 
 /// An `interval`: months, days and microseconds, kept apart as PostgreSQL does.
+///
+/// PostgreSQL 17 added infinite intervals, stored with all three fields at their maximum
+/// ([`PgInterval::INFINITY`], text `infinity`) or at their minimum
+/// ([`PgInterval::NEG_INFINITY`], `-infinity`); this type uses the same representation, so
+/// both formats decode to it and it displays as `infinity` / `-infinity`. On PostgreSQL
+/// 14–16 those two field combinations were ordinary (finite) extremes,
+/// `178956970 years 7 mons 2147483647 days 2562047788:00:54.775807` and its negative
+/// counterpart; walstream reads them as the infinities too (their binary form is the same
+/// on every version).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct PgInterval {
     /// Months (12 to a year).
@@ -496,6 +505,35 @@ struct IntervalParts {
 }
 
 impl PgInterval {
+    /// `infinity` (PostgreSQL 17+): every field at its maximum.
+    pub const INFINITY: Self = Self {
+        months: i32::MAX,
+        days: i32::MAX,
+        micros: i64::MAX,
+    };
+    /// `-infinity` (PostgreSQL 17+): every field at its minimum.
+    pub const NEG_INFINITY: Self = Self {
+        months: i32::MIN,
+        days: i32::MIN,
+        micros: i64::MIN,
+    };
+
+    /// True for `infinity` and `-infinity`.
+    pub fn is_infinite(self) -> bool {
+        self == Self::INFINITY || self == Self::NEG_INFINITY
+    }
+
+    /// The text of an infinite interval (`infinity` / `-infinity`), `None` when finite.
+    fn infinity_text(self) -> Option<&'static str> {
+        if self == Self::INFINITY {
+            Some("infinity")
+        } else if self == Self::NEG_INFINITY {
+            Some("-infinity")
+        } else {
+            None
+        }
+    }
+
     fn parts(self) -> IntervalParts {
         let t = self.micros;
         let hour = t / USECS_PER_HOUR;
@@ -533,7 +571,14 @@ impl PgInterval {
     pub(crate) fn parse(data: &[u8]) -> Result<Self, DecodeError> {
         const CTX: &str = "interval";
         let overflow = || bad(CTX, 0, "interval out of range");
-        let mut s = Scan::new(trim(data), CTX);
+        let t = trim(data);
+        if t.eq_ignore_ascii_case(b"infinity") || t.eq_ignore_ascii_case(b"+infinity") {
+            return Ok(Self::INFINITY);
+        }
+        if t.eq_ignore_ascii_case(b"-infinity") {
+            return Ok(Self::NEG_INFINITY);
+        }
+        let mut s = Scan::new(t, CTX);
         let mut months: i64 = 0;
         let mut days: i64 = 0;
         let mut micros: i64 = 0;
@@ -596,8 +641,12 @@ impl PgInterval {
         })
     }
 
-    /// Writes the ISO 8601 duration, as PostgreSQL's `iso_8601` IntervalStyle does.
+    /// Writes the ISO 8601 duration, as PostgreSQL's `iso_8601` IntervalStyle does
+    /// (`infinity` and `-infinity` as words, as that style prints them too).
     pub fn write_iso8601(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        if let Some(text) = self.infinity_text() {
+            return f.write_str(text);
+        }
         let p = self.parts();
         if p.year == 0
             && p.mon == 0
@@ -638,6 +687,9 @@ impl PgInterval {
 impl fmt::Display for PgInterval {
     /// The `postgres` IntervalStyle, as `EncodeInterval` writes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.infinity_text() {
+            return f.write_str(text);
+        }
         let p = self.parts();
         let mut is_zero = true;
         let mut is_before = false;
@@ -891,6 +943,52 @@ mod tests {
         assert_eq!(j, "\"2024-01-02T03:04:05.5Z\"");
     }
 
+    /// PostgreSQL 17+'s infinite intervals: `interval_send` bytes and `interval_out` text.
+    #[test]
+    fn infinite_intervals() {
+        let pos = [
+            0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0x7f, 0xff,
+            0xff, 0xff,
+        ];
+        let neg = [0x80, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0x80, 0, 0, 0];
+        for (raw, text, value) in [
+            (pos, "infinity", PgInterval::INFINITY),
+            (neg, "-infinity", PgInterval::NEG_INFINITY),
+        ] {
+            let b = PgInterval::from_binary(&raw).unwrap();
+            assert_eq!(b, value);
+            assert!(b.is_infinite());
+            assert_eq!(b.to_string(), text);
+            assert_eq!(PgInterval::parse(text.as_bytes()).unwrap(), value);
+            let mut iso = String::new();
+            b.write_iso8601(&mut iso).unwrap();
+            assert_eq!(iso, text);
+        }
+        assert_eq!(
+            PgInterval::parse(b" Infinity ").unwrap(),
+            PgInterval::INFINITY
+        );
+        assert_eq!(
+            PgInterval::parse(b"+infinity").unwrap(),
+            PgInterval::INFINITY
+        );
+        // Only all three fields at the limit are infinite.
+        let mut almost = pos;
+        almost[7] = 0xfe;
+        let v = PgInterval::from_binary(&almost).unwrap();
+        assert!(!v.is_infinite());
+        assert_eq!(
+            v.to_string(),
+            "178956970 years 7 mons 2147483647 days 2562047788:00:54.775806"
+        );
+        let v = PgInterval {
+            micros: i64::MIN,
+            ..PgInterval::default()
+        };
+        assert!(!v.is_infinite());
+        assert_eq!(v.to_string(), "-2562047788:00:54.775808");
+    }
+
     #[test]
     fn intervals() {
         for s in [
@@ -934,6 +1032,8 @@ mod tests {
         for bad in [
             "",
             "1",
+            "infinityx",
+            "- infinity",
             "1 fortnight",
             "1 year 2",
             "1:2:3",

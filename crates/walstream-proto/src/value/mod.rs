@@ -117,7 +117,7 @@ impl ValueFormat {
 /// | `time` / `timetz` | `"03:04:05.5"` / `"03:04:05.5+05:30"` |
 /// | `timestamp` | `"2024-01-02T03:04:05.123456"` (fraction trimmed, absent when zero) |
 /// | `timestamptz` | `"2024-01-02T03:04:05.123456Z"`, always UTC |
-/// | `interval` | ISO 8601 duration as PostgreSQL's `iso_8601` IntervalStyle prints it, e.g. `"P1Y2M-3DT-4H-5M-6.5S"`, `"PT0S"` |
+/// | `interval` | ISO 8601 duration as PostgreSQL's `iso_8601` IntervalStyle prints it, e.g. `"P1Y2M-3DT-4H-5M-6.5S"`, `"PT0S"`; `"infinity"` / `"-infinity"` (PostgreSQL 17+) |
 /// | arrays | nested JSON arrays following the dimensions (lower bounds are dropped); `{}` is `[]` |
 /// | ranges | `{"lower":…,"upper":…,"lower_inc":…,"upper_inc":…}` (`null` for an unbounded side) or `"empty"` |
 /// | multiranges | array of range objects |
