@@ -611,7 +611,7 @@ impl Client {
                     sets.push(set);
                 }
                 Event::EmptyQuery => sets.push(ResultSet::default()),
-                Event::QueryError(db) => error = Some(db),
+                Event::QueryError(db) => error = Some(*db),
                 Event::CopyBoth(_) | Event::CopyOut(_) => {
                     self.conn.fail();
                     return Err(Error::new(
@@ -645,7 +645,7 @@ impl Client {
                     self.conn.set_deadline(None);
                     return Ok(r);
                 }
-                Event::QueryError(db) => error = Some(db),
+                Event::QueryError(db) => error = Some(*db),
                 Event::ReadyForQuery(_) => {
                     self.end();
                     return Err(match error {
@@ -670,7 +670,7 @@ impl Client {
                     if self.notices.len() >= MAX_KEPT_NOTICES {
                         self.notices.remove(0);
                     }
-                    self.notices.push(n.clone());
+                    self.notices.push(DbError::clone(n));
                 }
                 return Ok(Some(ev));
             }

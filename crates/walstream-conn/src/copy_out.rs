@@ -266,7 +266,7 @@ impl CopyOutStream<'_> {
             Event::QueryError(db) => {
                 self.current = None;
                 self.current_bytes = 0;
-                self.error = Some(db);
+                self.error = Some(*db);
                 None
             }
             Event::ReadyForQuery(_) => {

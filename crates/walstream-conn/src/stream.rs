@@ -260,7 +260,7 @@ impl ReplicationStream {
                     // The server left COPY mode; drain to ReadyForQuery so the error is
                     // reported with the connection in a known state.
                     self.drain_to_ready().await?;
-                    return Err(Error::db(db).context("replication stream failed"));
+                    return Err(Error::db(*db).context("replication stream failed"));
                 }
                 _ => {}
             }

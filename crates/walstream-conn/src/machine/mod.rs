@@ -137,8 +137,9 @@ pub enum Event {
         /// Value.
         value: String,
     },
-    /// A notice (warning, info) from the server.
-    Notice(DbError),
+    /// A notice (warning, info) from the server (boxed: the error fields are large and
+    /// rare, and every event is moved several times per message).
+    Notice(Box<DbError>),
     /// The columns of the rows that follow.
     RowDescription(Arc<[FieldDescription]>),
     /// One row of the current result set.
@@ -147,8 +148,9 @@ pub enum Event {
     CommandComplete(String),
     /// The query string was empty.
     EmptyQuery,
-    /// The current query failed; a [`Event::ReadyForQuery`] follows.
-    QueryError(DbError),
+    /// The current query failed; a [`Event::ReadyForQuery`] follows (boxed, like
+    /// [`Event::Notice`]).
+    QueryError(Box<DbError>),
     /// The query cycle ended; the connection is idle again.
     ReadyForQuery(TransactionStatus),
     /// COPY BOTH started (streaming replication).
@@ -164,6 +166,10 @@ pub enum Event {
     /// The server ended its COPY data.
     CopyDone,
 }
+
+// Events are moved through a queue and a `Result` on every message: keep them small (the
+// large, rare error fields are boxed).
+const _: () = assert!(size_of::<Event>() <= 64);
 
 /// Where the connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -655,7 +661,7 @@ impl Connection {
             }
             BackendMessage::NoticeResponse(fields) => {
                 self.events
-                    .push_back(Event::Notice(DbError::from_fields(&fields)));
+                    .push_back(Event::Notice(Box::new(DbError::from_fields(&fields))));
                 return Ok(());
             }
             BackendMessage::NotificationResponse { .. } => return Ok(()),
@@ -819,7 +825,7 @@ impl Connection {
                 if is_fatal(&db) {
                     return Err(Error::db(db).context("server terminated the session"));
                 }
-                self.events.push_back(Event::QueryError(db));
+                self.events.push_back(Event::QueryError(Box::new(db)));
             }
             BackendMessage::ReadyForQuery(status) => {
                 self.phase = Phase::Idle;
@@ -877,7 +883,7 @@ impl Connection {
                 // sends before polling the error are dropped (see `server_left_copy`).
                 self.server_left_copy = self.phase == Phase::CopyBoth;
                 self.phase = Phase::Query;
-                self.events.push_back(Event::QueryError(db));
+                self.events.push_back(Event::QueryError(Box::new(db)));
             }
             // A walsender that is shutting down (`pg_ctl stop -m fast`) ends COPY BOTH with
             // CommandComplete and no CopyDone: the server has left COPY mode, so the stream
@@ -919,7 +925,7 @@ impl Connection {
                 // ReadyForQuery; data sent before the caller polls the error is dropped.
                 self.server_left_copy = true;
                 self.phase = Phase::Query;
-                self.events.push_back(Event::QueryError(db));
+                self.events.push_back(Event::QueryError(Box::new(db)));
                 Ok(())
             }
             other => Err(unexpected(&other, "during COPY IN")),
