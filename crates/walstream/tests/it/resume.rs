@@ -247,12 +247,12 @@ fn cut_inside_a_still_running_streamed_transaction_resends_it_from_the_start() {
                         cut = true;
                         proxy.handle().inject(Fault::Reset);
                     }
-                    EventKind::StreamStop if resumed.is_some() && first_after.is_some() => {
+                    EventKind::StreamStop
+                        if resumed.is_some() && first_after.is_some() && commits == 0 =>
+                    {
                         // D's blocks are flowing again: let it commit.
-                        if commits == 0 {
-                            commits = -1;
-                            session.send("COMMIT;");
-                        }
+                        commits = -1;
+                        session.send("COMMIT;");
                     }
                     EventKind::Resumed(r) => resumed = Some(r.clone()),
                     EventKind::Insert(_) if resumed.is_some() => inserts_after += 1,

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -274,17 +276,29 @@ fn event_stream_is_send_and_stops_on_cancel() {
                 .unwrap();
             let token = stream.cancellation_token();
             let feedback = stream.feedback().clone();
+            // The commit end of the insert's transaction, once the stream has delivered it: a
+            // keepalive can advance the acknowledged position before then, so wait for this.
+            let commit_end = Arc::new(AtomicU64::new(0));
+            let seen_commit = commit_end.clone();
             let task = tokio::spawn(async move {
                 let mut events = stream.into_stream();
                 let mut inserts = 0;
                 while let Some(ev) = events.next().await {
-                    if matches!(ev.unwrap().kind(), EventKind::Insert(_)) {
-                        inserts += 1;
+                    match ev.unwrap().kind() {
+                        EventKind::Insert(_) => inserts += 1,
+                        EventKind::Commit(c) if inserts > 0 => {
+                            seen_commit.store(c.end_lsn.0, Ordering::SeqCst)
+                        }
+                        _ => {}
                     }
                 }
                 inserts
             });
-            wait_for_async(|| feedback.acknowledged().0 > 0).await;
+            wait_for_async(|| {
+                let end = commit_end.load(Ordering::SeqCst);
+                end > 0 && feedback.acknowledged().0 >= end
+            })
+            .await;
             token.cancel();
             let inserts = tokio::time::timeout(Duration::from_secs(20), task)
                 .await
