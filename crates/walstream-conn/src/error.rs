@@ -140,9 +140,10 @@ impl Error {
         self.db_error().map(DbError::code)
     }
 
-    /// Adds (replaces) the one-line context, keeping kind, server error and source.
+    /// Adds (replaces) the one-line context, keeping kind, server error and source: e.g.
+    /// what the caller was doing when the server reported its error.
     #[must_use]
-    pub(crate) fn context(mut self, context: impl Into<Cow<'static, str>>) -> Self {
+    pub fn context(mut self, context: impl Into<Cow<'static, str>>) -> Self {
         self.0.context = Some(context.into());
         self
     }

@@ -14,7 +14,8 @@
 //! [`ReplicationMessage`](walstream_proto::ReplicationMessage)s. Commands that answer with
 //! result sets and COPY OUT phases — `BASE_BACKUP`, `COPY ... TO STDOUT` — are streamed
 //! item by item by a [`CopyOutStream`] ([`Client::base_backup`], [`Client::copy_out`]) with
-//! an idle timeout instead of a deadline.
+//! an idle timeout instead of a deadline. Commands that read data from the client —
+//! `COPY ... FROM STDIN`, `UPLOAD_MANIFEST` — get a [`CopyIn`] writer ([`Client::copy_in`]).
 //!
 //! Protocol 3.0 is requested by default, like libpq 18; `max_protocol_version=3.2` asks
 //! PostgreSQL 18 for protocol 3.2 (longer cancel keys) and falls back to 3.0 when an older
@@ -45,6 +46,7 @@
 
 mod client;
 mod config;
+mod copy_in;
 mod copy_out;
 mod error;
 pub mod machine;
@@ -62,6 +64,7 @@ pub use config::{
     RequireAuth, RootCert, ServerStatus, SessionQuery, SessionQueryError, SessionRejection,
     SessionVerdict, SslMode, SslNegotiation, SslSettings, Target, TargetAddr, TargetSessionAttrs,
 };
+pub use copy_in::CopyIn;
 pub use copy_out::{CopyOutItem, CopyOutStream};
 pub use error::{DbError, Error, ErrorKind};
 pub use machine::{CompletedAuth, Connection, Event, Phase, StartupSettings, TlsRequest};

@@ -4,6 +4,7 @@
 mod backup;
 mod config;
 mod connect;
+mod copy_in;
 mod fake_server;
 mod replication;
 
