@@ -279,7 +279,7 @@ async fn tls_handshake(
     io: Transport,
     tls: &TlsSetup,
 ) -> Result<(Transport, Option<Vec<u8>>), Error> {
-    let Transport::Tcp(tcp) = io else {
+    let Ok((tcp, batch_window)) = io.into_tcp() else {
         return Err(Error::new(ErrorKind::Tls, "TLS is only used over TCP"));
     };
     let name = walstream_tls::server_name(&tls.server_name)
@@ -292,7 +292,7 @@ async fn tls_handshake(
             .map_err(|e| Error::with_source(ErrorKind::Tls, "direct TLS negotiation failed", e))?;
     }
     let hash = walstream_tls::peer_end_point_hash(&stream).ok();
-    Ok((Transport::TlsTcp(Box::new(stream)), hash))
+    Ok((Transport::tls(stream, batch_window), hash))
 }
 
 /// Whether an error ends the walk over the host list (libpq does not try further hosts
@@ -450,7 +450,7 @@ impl Client {
                     let setup = tls
                         .clone()
                         .ok_or_else(|| Error::protocol("TLS requested without a TLS setup"))?;
-                    let io = std::mem::replace(&mut client.io, Transport::Taken);
+                    let io = std::mem::replace(&mut client.io, Transport::taken());
                     let fut = tls_handshake(io, &setup);
                     let (io, hash) = match deadline {
                         Some(d) => tokio::time::timeout_at(d, fut).await.map_err(|_| {
@@ -774,6 +774,11 @@ impl Client {
     /// The sans-IO core (for the streaming layer).
     pub(crate) fn core(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+
+    /// The transport (for the streaming layer: batched reads).
+    pub(crate) fn transport(&mut self) -> &mut Transport {
+        &mut self.io
     }
 
     /// Sends `Terminate` and closes the socket.

@@ -395,6 +395,8 @@ pub struct Config {
     krbsrvname: Option<String>,
     min_protocol_version: Option<ProtocolVersion>,
     max_protocol_version: Option<ProtocolVersion>,
+    /// Not a libpq parameter: see [`Config::set_stream_batch_latency`].
+    stream_batch_latency: Option<Duration>,
 }
 
 impl FromStr for Config {
@@ -1011,6 +1013,36 @@ impl Config {
         self.max_protocol_version
             .unwrap_or(ProtocolVersion::V3_0)
             .max(self.min_protocol_version())
+    }
+
+    /// The latency budget of batched reads during replication streaming (default
+    /// [`Config::DEFAULT_STREAM_BATCH_LATENCY`], 1 ms; zero disables batching). See
+    /// [`Config::set_stream_batch_latency`].
+    #[must_use]
+    pub fn stream_batch_latency(&self) -> Duration {
+        self.stream_batch_latency
+            .unwrap_or(Self::DEFAULT_STREAM_BATCH_LATENCY)
+    }
+
+    /// The default of [`Config::stream_batch_latency`].
+    pub const DEFAULT_STREAM_BATCH_LATENCY: Duration = Duration::from_millis(1);
+
+    /// Sets the latency budget of batched reads during replication streaming (`START_REPLICATION`;
+    /// not a libpq parameter, so it cannot be given in a connection string).
+    ///
+    /// PostgreSQL flushes the socket after every replication message. A client that keeps
+    /// up would wake up, read one message and go back to sleep for every one of them: a
+    /// system call and two context switches per message, most of a fast client's CPU. With
+    /// a budget, once messages arrive faster than one per budget the client takes its socket
+    /// out of the event loop and reads it once per budget (at once again while a read fills
+    /// the whole receive buffer), so one wake-up reads hundreds of messages. A message waits
+    /// at most the budget (plus the timer's 1 ms granularity) before it is read, and that
+    /// includes keepalives asking for a reply; a closed connection is noticed at the next
+    /// read, within the budget. A budget without data goes back to waking up per arrival, so
+    /// a quiet stream is not polled. Zero disables batching.
+    pub fn set_stream_batch_latency(&mut self, budget: Duration) -> &mut Self {
+        self.stream_batch_latency = Some(budget);
+        self
     }
 
     /// Sets `min_protocol_version`.

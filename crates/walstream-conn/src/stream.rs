@@ -93,6 +93,10 @@ fn decode_message(payload: Bytes) -> Result<ReplicationMessage, Error> {
         .map_err(|e| Error::with_source(ErrorKind::Protocol, "malformed replication message", e))
 }
 
+fn io_error(e: std::io::Error) -> Error {
+    Error::with_source(ErrorKind::Io, "I/O error on the connection", e)
+}
+
 /// The status update reporting `lsns`.
 fn status_update(lsns: &FeedbackLsns, now: PgTimestamp, reply_requested: bool) -> StandbyMessage {
     StandbyMessage::StatusUpdate(StandbyStatusUpdate {
@@ -140,9 +144,10 @@ impl ReplicationStream {
     /// The default interval between status updates.
     pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
-    fn new(client: Client) -> Self {
+    fn new(mut client: Client) -> Self {
         let mut schedule = FeedbackSchedule::new(Self::DEFAULT_STATUS_INTERVAL);
         schedule.sent(Instant::now().into_std());
+        client.transport().enable_batching();
         Self {
             client,
             lsns: FeedbackLsns::default(),
@@ -156,6 +161,16 @@ impl ReplicationStream {
     pub fn set_status_interval(&mut self, interval: Duration) {
         self.schedule = FeedbackSchedule::new(interval);
         self.schedule.sent(Instant::now().into_std());
+    }
+
+    /// Changes the latency budget of batched reads for this stream (see
+    /// [`Config::set_stream_batch_latency`](crate::Config::set_stream_batch_latency), where
+    /// the default comes from); zero disables batching.
+    pub fn set_batch_latency(&mut self, budget: Duration) -> Result<(), Error> {
+        let t = self.client.transport();
+        t.set_batch_window(budget).map_err(io_error)?;
+        t.enable_batching();
+        Ok(())
     }
 
     /// Sets the positions reported by the following status updates. Positions never move
@@ -268,6 +283,12 @@ impl ReplicationStream {
     }
 
     async fn drain_to_ready(&mut self) -> Result<Option<NextTimeline>, Error> {
+        // The end of the stream and the command's result are read without delay, and the
+        // client leaves with its socket back in the reactor.
+        self.client
+            .transport()
+            .disable_batching()
+            .map_err(io_error)?;
         let mut next = None;
         loop {
             let Some(ev) = self.client.next_event(None).await? else {
