@@ -1,12 +1,12 @@
 //! The sans-IO event builder: XLogData payloads in, [`Event`]s out.
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use walstream_proto::pgoutput::{
     DecodeOptions, Observed, PgoutputDecoder, PgoutputMessage, RelationCache,
 };
-use walstream_proto::{Lsn, PgTimestamp, TypeRegistry, Xid};
+use walstream_proto::{Lsn, Oid, PgTimestamp, TypeKind, TypeRegistry, Xid};
 
 use crate::error::Error;
 use crate::event::{Event, EventKind, RelationEvent, Resumed, RowChange, TruncateEvent};
@@ -36,6 +36,10 @@ pub struct LogicalDecoder {
     cache: RelationCache,
     feedback: LsnFeedback,
     types: Option<Arc<TypeRegistry>>,
+    /// Collect the OIDs of types that are neither built in nor registered (see
+    /// [`take_unresolved_types`](Self::take_unresolved_types)).
+    collect_unresolved: bool,
+    unresolved: BTreeSet<Oid>,
     txn: Option<TxnState>,
     streams: HashSet<Xid>,
     skip_through: Lsn,
@@ -70,6 +74,8 @@ impl LogicalDecoder {
             cache: RelationCache::new(),
             feedback,
             types: None,
+            collect_unresolved: false,
+            unresolved: BTreeSet::new(),
             txn: None,
             streams: HashSet::new(),
             skip_through,
@@ -84,6 +90,70 @@ impl LogicalDecoder {
     pub fn with_types(mut self, types: TypeRegistry) -> Self {
         self.types = Some(Arc::new(types));
         self
+    }
+
+    /// Collects the OIDs of non-built-in types that the registry does not know, as Type and
+    /// Relation messages name them, for [`take_unresolved_types`](Self::take_unresolved_types).
+    /// [`LogicalStream`](crate::LogicalStream) uses this to look them up in the catalog.
+    #[must_use]
+    pub fn with_unresolved_type_collection(mut self, on: bool) -> Self {
+        self.collect_unresolved = on;
+        self
+    }
+
+    /// The OIDs collected since the last call (see
+    /// [`with_unresolved_type_collection`](Self::with_unresolved_type_collection)). Register
+    /// what they are with [`register_types`](Self::register_types) before handling the next
+    /// message: rows decode with the registry as it was when their change was handled.
+    pub fn take_unresolved_types(&mut self) -> BTreeSet<Oid> {
+        std::mem::take(&mut self.unresolved)
+    }
+
+    /// True when [`take_unresolved_types`](Self::take_unresolved_types) has something.
+    pub fn has_unresolved_types(&self) -> bool {
+        !self.unresolved.is_empty()
+    }
+
+    /// Adds (or replaces) registry entries. Rows already handed out keep the registry they were
+    /// decoded with.
+    pub fn register_types(&mut self, entries: impl IntoIterator<Item = (Oid, TypeKind)>) {
+        let mut entries = entries.into_iter().peekable();
+        if entries.peek().is_none() {
+            return;
+        }
+        let types = Arc::make_mut(self.types.get_or_insert_with(Default::default));
+        for (oid, kind) in entries {
+            types.register(oid, kind);
+        }
+    }
+
+    /// The registry used for non-built-in types, if any.
+    pub fn types(&self) -> Option<&TypeRegistry> {
+        self.types.as_deref()
+    }
+
+    /// True when `oid` is decodable: built in or registered.
+    fn knows_type(&self, oid: Oid) -> bool {
+        crate::types::is_builtin(oid) || self.types.as_ref().is_some_and(|t| t.get(oid).is_some())
+    }
+
+    /// Notes the unknown types `observed` names.
+    fn collect_types(&mut self, observed: &Observed) {
+        if !self.collect_unresolved {
+            return;
+        }
+        let oids: Vec<Oid> = match observed {
+            Observed::Relation { relation, .. } => {
+                relation.columns.iter().map(|c| c.type_oid).collect()
+            }
+            Observed::Type { pg_type, .. } => vec![pg_type.oid],
+            _ => return,
+        };
+        for oid in oids {
+            if !self.knows_type(oid) {
+                self.unresolved.insert(oid);
+            }
+        }
     }
 
     /// The shared feedback state.
@@ -301,6 +371,8 @@ impl LogicalDecoder {
                 }
             }
             PgoutputMessage::Relation(_) | PgoutputMessage::Type(_) => {
+                // Also in a skipped transaction: the relation is used by later ones.
+                self.collect_types(&observed);
                 if self.skipping() {
                     return Ok(());
                 }
@@ -484,7 +556,7 @@ pub(crate) mod tests {
     pub(crate) fn insert(xid: Option<u32>, id: &str) -> PgoutputMessage {
         PgoutputMessage::Insert(Insert {
             xid: xid.map(Xid),
-            relation_id: walstream_proto::Oid(16384),
+            relation_id: Oid(16384),
             new: tuple(&[Some(id), Some("x")]),
         })
     }
@@ -719,6 +791,73 @@ pub(crate) mod tests {
         assert_eq!(evs[1].xid(), Some(Xid(2)));
         // The relation from the skipped transaction still reached the cache.
         assert_eq!(d.relations().relation_count(), 1);
+    }
+
+    #[test]
+    fn unknown_types_are_collected_and_registered_types_decode_later_rows() {
+        let mut d = decoder(0x10).with_unresolved_type_collection(true);
+        let rel = PgoutputMessage::Relation(RelationMessage {
+            xid: None,
+            relation: relation(16384, "t", &[("id", 23, true), ("v", 16_500, false)]),
+        });
+        let ins = || {
+            PgoutputMessage::Insert(Insert {
+                xid: None,
+                relation_id: Oid(16384),
+                new: tuple(&[Some("1"), Some("happy")]),
+            })
+        };
+        let evs = feed(
+            &mut d,
+            &[(0x100, begin(1, 0x180)), (0x100, rel), (0x110, ins())],
+        );
+        // Built-in int4 is not collected; the unknown 16500 is, once.
+        assert_eq!(
+            d.take_unresolved_types().into_iter().collect::<Vec<_>>(),
+            [Oid(16_500)]
+        );
+        assert!(!d.has_unresolved_types());
+        let v = |ev: &Event| {
+            ev.kind()
+                .row_change()
+                .unwrap()
+                .new
+                .as_ref()
+                .unwrap()
+                .get("v")
+                .unwrap()
+                .value()
+                .cloned()
+        };
+        assert!(matches!(
+            v(&evs[2]),
+            Some(walstream_proto::Value::Unknown { .. })
+        ));
+        d.register_types([(Oid(16_500), TypeKind::Enum)]);
+        let evs = feed(&mut d, &[(0x120, ins())]);
+        assert_eq!(v(&evs[0]).unwrap().to_string(), "happy");
+        assert!(matches!(v(&evs[0]), Some(walstream_proto::Value::Enum(_))));
+        // Known now: a Relation naming it again collects nothing.
+        let rel = PgoutputMessage::Relation(RelationMessage {
+            xid: None,
+            relation: relation(16384, "t", &[("id", 23, true), ("v", 16_500, false)]),
+        });
+        feed(&mut d, &[(0x130, rel)]);
+        assert!(!d.has_unresolved_types());
+        // Without collection nothing is gathered.
+        let mut d = decoder(0x10);
+        feed(
+            &mut d,
+            &[(0x100, begin(1, 0x180)), (0x100, rel_with(16_600))],
+        );
+        assert!(!d.has_unresolved_types());
+    }
+
+    fn rel_with(type_oid: u32) -> PgoutputMessage {
+        PgoutputMessage::Relation(RelationMessage {
+            xid: None,
+            relation: relation(16384, "t", &[("id", 23, true), ("v", type_oid, false)]),
+        })
     }
 
     #[test]

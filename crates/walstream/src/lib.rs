@@ -62,6 +62,7 @@ mod row;
 mod slots;
 mod snapshot;
 mod stream;
+mod types;
 
 pub use assembly::{
     Assembled, AssemblyOptions, Changes, Transaction, TransactionAssembler, TransactionKind,
@@ -89,9 +90,10 @@ pub use stream::{
     Streaming,
 };
 pub use tokio_util::sync::CancellationToken;
+pub use types::TypeLookupFailure;
 pub use walstream_conn::{
     Config, CreateSlotOptions, CreatedSlot, DbError, ReadSlot, SlotKind, SnapshotAction,
 };
 pub use walstream_proto::pgoutput::{DecodeOptions, Relation, RelationChange};
 pub use walstream_proto::{Lsn, Oid, PgTimestamp, Xid};
-pub use walstream_proto::{TypeRegistry, Value, ValueFormat};
+pub use walstream_proto::{TypeKind, TypeRegistry, Value, ValueFormat};

@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorKind};
 use crate::event::Event;
 use crate::feedback::LsnFeedback;
 use crate::snapshot::{self, SnapshotJob};
+use crate::types::{TypeLookupFailure, TypeResolver};
 
 /// Whether the server streams large in-progress transactions (`streaming` option).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -143,6 +144,8 @@ pub struct LogicalStreamBuilder {
     auto_ack: bool,
     raw: bool,
     initial_snapshot: bool,
+    types: Option<walstream_proto::TypeRegistry>,
+    resolve_types: bool,
     cancel: CancellationToken,
 }
 
@@ -163,6 +166,7 @@ impl fmt::Debug for LogicalStreamBuilder {
             .field("auto_ack", &self.auto_ack)
             .field("raw", &self.raw)
             .field("initial_snapshot", &self.initial_snapshot)
+            .field("resolve_types", &self.resolve_types)
             .finish_non_exhaustive()
     }
 }
@@ -269,6 +273,26 @@ impl LogicalStreamBuilder {
         self
     }
 
+    /// Decodes values of user-defined types with `types` (enums, domains, arrays, ranges and
+    /// multiranges of them), in addition to what automatic resolution finds.
+    pub fn types(mut self, types: walstream_proto::TypeRegistry) -> Self {
+        self.types = Some(types);
+        self
+    }
+
+    /// Automatic type resolution (on by default): when a Type or Relation message names a type
+    /// that is neither built in nor registered, the stream looks it up in `pg_type` and
+    /// `pg_range` over an ordinary connection made from the same [`Config`] (opened when
+    /// first needed, reused, closed on shutdown), registers it, its array type, and the types
+    /// it is built on, and decodes its values. A failed lookup does not stop the stream: the
+    /// values stay [`Value::Unknown`](crate::Value::Unknown) and the failure is listed by
+    /// [`LogicalStream::type_lookup_failures`]. Composite types and base types of extensions
+    /// stay `Unknown`. See the [manual](crate::manual#user-defined-types).
+    pub fn resolve_types(mut self, on: bool) -> Self {
+        self.resolve_types = on;
+        self
+    }
+
     /// A token that stops the stream gracefully when cancelled (`next_event` then returns
     /// `Ok(None)`).
     pub fn cancellation_token(mut self, token: CancellationToken) -> Self {
@@ -314,6 +338,7 @@ impl LogicalStreamBuilder {
             server_major: None,
             snapshot: None,
             pending_client: None,
+            resolver: None,
         };
         if initial_snapshot {
             stream.start_snapshot().await?;
@@ -360,6 +385,8 @@ pub struct LogicalStream {
     snapshot: Option<SnapshotTask>,
     /// The replication connection that created the slot, idle until streaming starts.
     pending_client: Option<Client>,
+    /// Looks up user-defined types (automatic type resolution).
+    resolver: Option<TypeResolver>,
 }
 
 /// The initial snapshot running in its own task, feeding a bounded queue.
@@ -420,6 +447,8 @@ impl LogicalStream {
             auto_ack: false,
             raw: false,
             initial_snapshot: false,
+            types: None,
+            resolve_types: true,
             cancel: CancellationToken::new(),
         }
     }
@@ -437,6 +466,34 @@ impl LogicalStream {
     /// The server's major version (known once connected).
     pub fn server_major_version(&self) -> Option<u32> {
         self.server_major
+    }
+
+    /// Type lookups that failed (automatic type resolution), the most recent last; the values
+    /// of those types were decoded as [`Value::Unknown`](crate::Value::Unknown).
+    pub fn type_lookup_failures(&self) -> &[TypeLookupFailure] {
+        self.resolver.as_ref().map_or(&[], TypeResolver::failures)
+    }
+
+    /// The registry the stream decodes user-defined types with (the one given to
+    /// [`LogicalStreamBuilder::types`] plus what automatic resolution found).
+    pub fn types(&self) -> Option<&walstream_proto::TypeRegistry> {
+        self.decoder.as_ref().and_then(LogicalDecoder::types)
+    }
+
+    /// Looks up the types the decoder met but does not know, and registers them.
+    async fn resolve_types(&mut self) {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return;
+        };
+        if !decoder.has_unresolved_types() {
+            return;
+        }
+        let wanted = decoder.take_unresolved_types();
+        let resolver = self
+            .resolver
+            .get_or_insert_with(|| TypeResolver::new(&self.settings.config));
+        let found = resolver.resolve(wanted, decoder.types()).await;
+        decoder.register_types(found);
     }
 
     /// The `pgoutput` protocol version in use (known once connected).
@@ -511,7 +568,12 @@ impl LogicalStream {
             None => {
                 let opts = DecodeOptions::new(version)
                     .with_parallel_streaming(self.settings.streaming == Streaming::Parallel);
-                self.decoder = Some(LogicalDecoder::new(opts, self.feedback.clone()));
+                let mut decoder = LogicalDecoder::new(opts, self.feedback.clone())
+                    .with_unresolved_type_collection(self.settings.resolve_types);
+                if let Some(types) = &self.settings.types {
+                    decoder = decoder.with_types(types.clone());
+                }
+                self.decoder = Some(decoder);
             }
         }
         self.conn = Some(stream);
@@ -746,6 +808,8 @@ impl LogicalStream {
             match msg {
                 ReplicationMessage::XLogData(x) => {
                     decoder.handle_xlog_data(x.wal_start, x.wal_end, x.data)?;
+                    // Before the next message: its rows decode with the types found.
+                    self.resolve_types().await;
                 }
                 ReplicationMessage::PrimaryKeepalive(k) => decoder.handle_keepalive(k.wal_end),
                 _ => {}
@@ -803,6 +867,9 @@ impl LogicalStream {
         }
         if let Some(c) = self.pending_client.take() {
             c.close().await;
+        }
+        if let Some(r) = self.resolver.as_mut() {
+            r.close().await;
         }
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
@@ -906,6 +973,7 @@ mod tests {
             server_major: None,
             snapshot: None,
             pending_client: None,
+            resolver: None,
         };
         let opts = s.plugin_options(4);
         let opts: Vec<(&str, &str)> = opts.iter().map(|(k, v)| (*k, v.as_str())).collect();
