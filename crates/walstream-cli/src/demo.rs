@@ -241,6 +241,7 @@ async fn stream_demo(
         messages: true,
         origin: None,
         status_interval: 1.0,
+        batch_latency: 1,
     };
     let opened = stream::open(&slot_args, repl).await?;
     let pace = Duration::from_millis(args.pace_ms);
