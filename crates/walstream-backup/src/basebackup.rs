@@ -93,8 +93,60 @@ pub struct BaseBackupOptions {
     pub manifest_checksums: Option<ChecksumAlgorithm>,
     /// `TARGET` (15+).
     pub target: BackupTargetKind,
-    /// `INCREMENTAL` (17+; the prior manifest must be sent with `UPLOAD_MANIFEST` first).
-    pub incremental: bool,
+    /// `INCREMENTAL` (17+): the manifest of the backup this one builds on, which the
+    /// driver sends with `UPLOAD_MANIFEST` on the same connection before `BASE_BACKUP`
+    /// (see [`BaseBackup::incremental_from`](crate::BaseBackup::incremental_from)). The
+    /// server must run with `summarize_wal = on` since before the prior backup started.
+    pub incremental: Option<PriorManifest>,
+}
+
+/// The manifest of the backup an incremental backup builds on (`pg_basebackup
+/// --incremental`): a file, usually `<prior backup>/backup_manifest`, or its bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PriorManifest {
+    /// Read from this file when the backup starts.
+    File(PathBuf),
+    /// These bytes.
+    Bytes(std::sync::Arc<[u8]>),
+}
+
+impl PriorManifest {
+    /// The manifest in `path`.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self::File(path.into())
+    }
+
+    /// A manifest held in memory.
+    pub fn bytes(bytes: impl Into<std::sync::Arc<[u8]>>) -> Self {
+        Self::Bytes(bytes.into())
+    }
+}
+
+impl std::fmt::Debug for PriorManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => f.debug_tuple("File").field(p).finish(),
+            Self::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+        }
+    }
+}
+
+impl From<PathBuf> for PriorManifest {
+    fn from(path: PathBuf) -> Self {
+        Self::File(path)
+    }
+}
+
+impl From<&Path> for PriorManifest {
+    fn from(path: &Path) -> Self {
+        Self::File(path.to_path_buf())
+    }
+}
+
+impl From<Vec<u8>> for PriorManifest {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::Bytes(bytes.into())
+    }
 }
 
 /// An option the server's version does not have.
@@ -169,9 +221,9 @@ impl BaseBackupOptions {
                 }
                 BackupTargetKind::Blackhole => o.push("TARGET 'blackhole'".into()),
             }
-            if self.incremental {
+            if self.incremental.is_some() {
                 if major < 17 {
-                    return Err(unsupported("INCREMENTAL", major));
+                    return Err(unsupported("INCREMENTAL (PostgreSQL 17+)", major));
                 }
                 o.push("INCREMENTAL".into());
             }
@@ -183,8 +235,8 @@ impl BaseBackupOptions {
         if self.target != BackupTargetKind::Client {
             return Err(unsupported("TARGET", major));
         }
-        if self.incremental {
-            return Err(unsupported("INCREMENTAL", major));
+        if self.incremental.is_some() {
+            return Err(unsupported("INCREMENTAL (PostgreSQL 17+)", major));
         }
         let mut s = String::from("BASE_BACKUP");
         if let Some(l) = &self.label {

@@ -30,7 +30,7 @@ use walstream_proto::{Lsn, TimelineId};
 
 use crate::basebackup::{
     BackupStreamDecoder, BackupTarget, BackupTargetKind, BaseBackupOptions, DirectoryTarget,
-    Format, ManifestMode, Progress, ProgressFn, TablespaceInfo,
+    Format, ManifestMode, PriorManifest, Progress, ProgressFn, TablespaceInfo,
 };
 use crate::error::Error;
 use crate::manifest::VerifyOptions;
@@ -253,6 +253,27 @@ impl BaseBackup {
         self
     }
 
+    /// Makes this an incremental backup (PostgreSQL 17+, like `pg_basebackup --incremental`)
+    /// on top of the backup whose manifest is `prior` (a path such as
+    /// `<prior backup>/backup_manifest`, or its bytes): the manifest is sent with
+    /// `UPLOAD_MANIFEST` on the backup's connection, then `BASE_BACKUP` runs with
+    /// `INCREMENTAL`. Sets [`BaseBackupOptions::incremental`].
+    ///
+    /// The server must run with `summarize_wal = on`, and have had it on since before the
+    /// prior backup started (it needs the WAL summaries from there on). Relation files
+    /// come as `INCREMENTAL.<name>` files holding the changed blocks; `pg_combinebackup`
+    /// turns the chain of backups into a full one that a server can start on.
+    ///
+    /// On a server older than 17 the backup fails with [`Error::Unsupported`] before
+    /// anything is sent; when the server refuses the manifest (another cluster's, or not
+    /// a manifest) or the incremental backup (no WAL summaries), with [`Error::Conn`]
+    /// holding the server's error and saying which step failed.
+    #[must_use]
+    pub fn incremental_from(mut self, prior: impl Into<PriorManifest>) -> Self {
+        self.options.incremental = Some(prior.into());
+        self
+    }
+
     /// Calls `f` on every progress report (bytes done and the estimated total, overall
     /// and per tablespace; totals need [`BaseBackupOptions::progress`]).
     #[must_use]
@@ -361,12 +382,11 @@ impl BaseBackup {
         let major = client
             .server_major_version()
             .ok_or_else(|| Error::Unsupported("the server did not report its version".into()))?;
-        if self.options.incremental {
-            return Err(Error::Unsupported(
-                "INCREMENTAL needs UPLOAD_MANIFEST (COPY IN), which walstream-conn does not \
-                 support yet"
-                    .into(),
-            ));
+        if self.options.incremental.is_some() && major < 17 {
+            return Err(Error::Unsupported(format!(
+                "incremental backups (UPLOAD_MANIFEST, BASE_BACKUP INCREMENTAL) need \
+                 PostgreSQL 17 or later; the server is PostgreSQL {major}"
+            )));
         }
         let options = self.options();
         let command = options.command(major)?;
@@ -379,6 +399,9 @@ impl BaseBackup {
             }
             _ => None,
         };
+        if let Some(prior) = &options.incremental {
+            upload_manifest(client, prior).await?;
+        }
         tracing::debug!(%command, "starting base backup");
 
         let mut decoder = BackupStreamDecoder::new(major, options.manifest != ManifestMode::No);
@@ -468,7 +491,15 @@ impl BaseBackup {
                 if let Some(h) = streamer {
                     h.abort();
                 }
-                return Err(e);
+                return Err(match e {
+                    Error::Conn(e)
+                        if options.incremental.is_some()
+                            && e.kind() == walstream_conn::ErrorKind::Db =>
+                    {
+                        Error::Conn(e.context("the server refused the incremental BASE_BACKUP"))
+                    }
+                    e => e,
+                });
             }
         };
         let wal_streamed_to = match streamer {
@@ -492,6 +523,60 @@ impl BaseBackup {
             last_progress: tap.last,
         })
     }
+}
+
+/// Where the prior backup's manifest is read from.
+enum ManifestSource<'a> {
+    File(std::fs::File, &'a Path),
+    Bytes(&'a [u8]),
+}
+
+/// Sends the prior backup's manifest with `UPLOAD_MANIFEST` (COPY IN), in chunks. The
+/// server's errors get a context saying which step failed.
+async fn upload_manifest(client: &mut Client, prior: &PriorManifest) -> Result<(), Error> {
+    const CHUNK: usize = 64 * 1024;
+    let conn = |e: walstream_conn::Error| {
+        Error::Conn(if e.kind() == walstream_conn::ErrorKind::Db {
+            e.context("the server refused the prior backup's manifest (UPLOAD_MANIFEST)")
+        } else {
+            e
+        })
+    };
+    // Open the file before anything is sent.
+    let mut source = match prior {
+        PriorManifest::File(path) => ManifestSource::File(
+            std::fs::File::open(path)
+                .map_err(|e| Error::io("opening the prior backup's manifest", path, e))?,
+            path,
+        ),
+        PriorManifest::Bytes(bytes) => ManifestSource::Bytes(bytes),
+    };
+    tracing::debug!(manifest = ?prior, "uploading the prior backup's manifest");
+    let mut copy = client.copy_in("UPLOAD_MANIFEST").await.map_err(conn)?;
+    match &mut source {
+        ManifestSource::Bytes(bytes) => copy.send(bytes).await.map_err(conn)?,
+        ManifestSource::File(file, path) => {
+            use std::io::Read as _;
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = match file.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        // Leave the connection usable: the server discards what it got.
+                        let _ = copy.abort("the client could not read the manifest").await;
+                        return Err(Error::io("reading the prior backup's manifest", *path, e));
+                    }
+                };
+                let Some(data) = buf.get(..n).filter(|d| !d.is_empty()) else {
+                    break;
+                };
+                copy.send(data).await.map_err(conn)?;
+            }
+        }
+    }
+    copy.finish().await.map_err(conn)?;
+    Ok(())
 }
 
 /// The WAL streaming task's outcome, its errors wrapped in [`Error::WalStream`].

@@ -54,8 +54,8 @@ mod wal;
 
 pub use basebackup::{
     BackupStreamDecoder, BackupTarget, BackupTargetKind, BaseBackupOptions, CheckpointMode,
-    DirectoryTarget, Format, INCOMPLETE_MARKER, ManifestMode, PENDING_LABEL, Progress, ProgressFn,
-    TablespaceInfo, sync_tree,
+    DirectoryTarget, Format, INCOMPLETE_MARKER, ManifestMode, PENDING_LABEL, PriorManifest,
+    Progress, ProgressFn, TablespaceInfo, sync_tree,
 };
 pub use compress::{Codec, GzipSink};
 pub use driver::{BackupResult, BaseBackup, WalMethod, WalStream};

@@ -39,7 +39,7 @@ fn command_syntax_by_version() {
     );
     assert!(matches!(o.command(14), Err(Error::Unsupported(_))));
     let inc = BaseBackupOptions {
-        incremental: true,
+        incremental: Some(PriorManifest::bytes(b"{}".to_vec())),
         manifest: ManifestMode::No,
         ..BaseBackupOptions::default()
     };

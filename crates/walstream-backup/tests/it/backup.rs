@@ -22,7 +22,7 @@ use walstream_test_support::{
     Trigger, for_each_server, parse_lsn, skip_unless,
 };
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -30,7 +30,7 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -39,7 +39,7 @@ fn is_root() -> bool {
 }
 
 /// A scratch directory the `postgres` user can traverse.
-fn scratch() -> tempfile::TempDir {
+pub(crate) fn scratch() -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("walstream-backup-it-")
         .tempdir_in("/tmp")
@@ -52,7 +52,7 @@ fn scratch() -> tempfile::TempDir {
     dir
 }
 
-fn chown_to_server(path: &Path) {
+pub(crate) fn chown_to_server(path: &Path) {
     if is_root() {
         let st = Command::new("chown")
             .args(["-R", "postgres:postgres"])
@@ -64,7 +64,7 @@ fn chown_to_server(path: &Path) {
 }
 
 /// A command run as the server's OS user.
-fn as_server(program: PathBuf) -> Command {
+pub(crate) fn as_server(program: PathBuf) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
@@ -74,7 +74,7 @@ fn as_server(program: PathBuf) -> Command {
     }
 }
 
-fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("spawn");
     assert!(
         out.status.success(),
@@ -85,17 +85,17 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn physical(cluster: &Cluster) -> Config {
+pub(crate) fn physical(cluster: &Cluster) -> Config {
     config_string(cluster).parse().unwrap()
 }
 
 /// Clusters with 1 MB WAL segments: less WAL to fetch and stream, and a non-default
 /// segment size exercised.
-fn small() -> ClusterOptions {
+pub(crate) fn small() -> ClusterOptions {
     ClusterOptions::new().initdb_arg("--wal-segsize=1")
 }
 
-fn fast() -> BaseBackupOptions {
+pub(crate) fn fast() -> BaseBackupOptions {
     BaseBackupOptions {
         checkpoint: CheckpointMode::Fast,
         label: Some("walstream it".into()),
@@ -103,7 +103,7 @@ fn fast() -> BaseBackupOptions {
     }
 }
 
-async fn backup_into(
+pub(crate) async fn backup_into(
     cluster: &Cluster,
     backup: &mut BaseBackup,
     target: DirectoryTarget,
@@ -113,14 +113,14 @@ async fn backup_into(
 }
 
 /// `pg_verifybackup` of the cluster's own major.
-fn pg_verifybackup(install: &PgInstall, dir: &Path, extra: &[&str]) {
+pub(crate) fn pg_verifybackup(install: &PgInstall, dir: &Path, extra: &[&str]) {
     run(Command::new(install.bin("pg_verifybackup"))
         .args(extra)
         .arg(dir));
 }
 
 /// A server started on a restored backup directory; stopped on drop.
-struct Restored {
+pub(crate) struct Restored {
     install: PgInstall,
     data: PathBuf,
     sock: PathBuf,
@@ -129,7 +129,12 @@ struct Restored {
 }
 
 impl Restored {
-    fn start(install: &PgInstall, data: &Path, scratch: &Path, extra_dirs: &[&Path]) -> Self {
+    pub(crate) fn start(
+        install: &PgInstall,
+        data: &Path,
+        scratch: &Path,
+        extra_dirs: &[&Path],
+    ) -> Self {
         let sock = scratch.join("restored-sock");
         fs::create_dir_all(&sock).unwrap();
         for d in [data, sock.as_path()]
@@ -178,7 +183,7 @@ impl Restored {
         c
     }
 
-    fn query(&self, sql: &str) -> String {
+    pub(crate) fn query(&self, sql: &str) -> String {
         run(Command::new(self.install.bin("psql"))
             .args(["-X", "-A", "-t", "-h"])
             .arg(&self.sock)
@@ -748,7 +753,7 @@ fn interrupted_backups_stay_marked_incomplete_with_typed_errors() {
     });
 }
 
-fn config_string(cluster: &Cluster) -> String {
+pub(crate) fn config_string(cluster: &Cluster) -> String {
     format!(
         "{} replication=true sslmode=disable",
         cluster.conninfo(Role::Scram)
