@@ -711,6 +711,12 @@ mod tests {
         assert_eq!(t(Oid::CHAR, ""), Value::Char(0));
         assert_eq!(b(Oid::CHAR, &[0x8f]).to_string(), "\\217");
         assert_eq!(b(Oid::CHAR, &[0]).to_string(), "");
+        // PostgreSQL 14's charout sends a byte with the high bit as it is (not UTF-8); 15+
+        // sends `\ooo`. Both read as the same byte, displayed the 15+ way.
+        let raw = decode_value(Oid::CHAR, ValueFormat::Text, Bytes::from_static(&[0xc3])).unwrap();
+        assert_eq!(raw, Value::Char(0xc3));
+        assert_eq!(raw, t(Oid::CHAR, "\\303"));
+        assert_eq!(raw.to_string(), "\\303");
     }
 
     #[test]
