@@ -21,6 +21,9 @@ Examples:
   walstream basebackup -d 'host=db user=repl' -D /backups/b2 --wal-method fetch --checkpoint fast \\
       --max-rate 50M --manifest-checksums SHA256 -T /srv/ts1=/backups/b2-ts1
   walstream verifybackup /backups/today
+  walstream basebackup -d 'host=db user=repl' -D /backups/tue -c fast \
+      --incremental /backups/today/backup_manifest
+  pg_combinebackup /backups/today /backups/tue -o /restore/tue
 
 The connection must allow physical replication (a role with REPLICATION, a `replication` line in
 pg_hba.conf); `replication=true` is added to -d. Plain format extracts the archives (tablespaces
@@ -33,7 +36,13 @@ directory.
 
 --compress asks the server to compress: server-gzip[:LEVEL], server-lz4[:LEVEL],
 server-zstd[:LEVEL|DETAIL] where DETAIL is the server's COMPRESSION_DETAIL (level=N, workers=N,
-long); needs PostgreSQL 15 or later. Plain format decompresses on the fly.")]
+long); needs PostgreSQL 15 or later. Plain format decompresses on the fly.
+
+--incremental MANIFEST (PostgreSQL 17+) takes an incremental backup on top of the backup whose
+backup_manifest is MANIFEST (a full or an incremental one): only the blocks changed since then
+are sent, relation files become INCREMENTAL.<name> files. The server needs summarize_wal = on
+since before that earlier backup. pg_combinebackup (of the server's version) combines the
+chain, oldest first, into a full backup a server can start on.")]
 pub(crate) struct BasebackupArgs {
     /// Connection string (key=value or postgresql:// URI); PG* variables fill the gaps.
     #[arg(short = 'd', long = "dbname", value_name = "CONNINFO")]
@@ -80,6 +89,10 @@ pub(crate) struct BasebackupArgs {
     /// Do not fsync the finished backup (faster; unsafe if this machine crashes soon after).
     #[arg(short = 'N', long)]
     pub(crate) no_sync: bool,
+    /// Take an incremental backup on top of the backup with this backup_manifest
+    /// (PostgreSQL 17+, summarize_wal = on).
+    #[arg(short = 'i', long, value_name = "MANIFEST")]
+    pub(crate) incremental: Option<PathBuf>,
 }
 
 /// `--format`.
@@ -199,15 +212,34 @@ fn progress_line(p: &Progress) -> String {
     }
 }
 
-/// One line for a backup error, with a hint where we know the next step.
-fn backup_error(err: walstream_backup::Error) -> CliError {
+/// One line for a backup error, with a hint where we know the next step; `incremental`
+/// when the backup was an incremental one.
+fn backup_error(err: walstream_backup::Error, incremental: bool) -> CliError {
     use walstream_backup::Error as E;
     match err {
+        E::Conn(e) if incremental && e.db_error().is_some() => {
+            // The step that failed (uploading the manifest, or the backup itself).
+            let step = e.db_error().and_then(|db| {
+                let text = e.to_string();
+                let step = text.strip_suffix(&db.to_string())?.trim_end_matches(": ");
+                (!step.is_empty()).then(|| step.to_owned())
+            });
+            let mut c = CliError::from(e).hint(
+                "--incremental needs the backup_manifest of an earlier backup of this same \
+                 server, and summarize_wal = on since before that backup",
+            );
+            if let Some(step) = step {
+                c = c.context(&step);
+            }
+            c
+        }
         E::Conn(e) => CliError::from(e),
-        E::WalStream(inner) => backup_error(*inner).context("streaming the WAL"),
+        E::WalStream(inner) => backup_error(*inner, false).context("streaming the WAL"),
         E::Io { .. } if err.to_string().contains("not empty") => {
             CliError::other(with_sources(&err)).hint("give -D a missing or empty directory")
         }
+        E::Unsupported(_) if incremental => CliError::new(Category::Usage, with_sources(&err))
+            .hint("take a full backup (without --incremental), or use PostgreSQL 17 or later"),
         E::Unsupported(_) => CliError::new(Category::Usage, with_sources(&err))
             .hint("drop the option, or use a newer PostgreSQL server"),
         E::Verification { problems } => CliError::other(format!(
@@ -265,6 +297,15 @@ pub(crate) async fn run(args: &BasebackupArgs) -> Result<(), CliError> {
     if args.slot.is_some() && args.wal_method != WalArg::Stream {
         return Err(CliError::usage("--slot needs --wal-method stream"));
     }
+    if let Some(manifest) = &args.incremental {
+        // Checked before DIR is created.
+        if let Err(e) = std::fs::File::open(manifest) {
+            return Err(
+                CliError::io(&format!("--incremental {}", manifest.display()), &e)
+                    .hint("give the backup_manifest file of the earlier backup"),
+            );
+        }
+    }
     let options = BaseBackupOptions {
         label: Some(args.label.clone()),
         progress: args.progress,
@@ -302,7 +343,9 @@ pub(crate) async fn run(args: &BasebackupArgs) -> Result<(), CliError> {
         FormatArg::Plain => Format::Plain,
         FormatArg::Tar => Format::Tar,
     };
-    let mut target = DirectoryTarget::create(&args.dir, format).map_err(backup_error)?;
+    let incremental = args.incremental.is_some();
+    let mut target =
+        DirectoryTarget::create(&args.dir, format).map_err(|e| backup_error(e, false))?;
     if args.no_sync {
         target = target.no_sync();
     }
@@ -314,6 +357,9 @@ pub(crate) async fn run(args: &BasebackupArgs) -> Result<(), CliError> {
         target = target.map_tablespace(old, new);
     }
     let mut backup = BaseBackup::new(options).wal_method(wal);
+    if let Some(manifest) = &args.incremental {
+        backup = backup.incremental_from(manifest.as_path());
+    }
     if args.progress {
         backup = backup.on_progress(progress_printer());
     }
@@ -328,7 +374,7 @@ pub(crate) async fn run(args: &BasebackupArgs) -> Result<(), CliError> {
         eprintln!();
     }
     let (result, dir) = outcome.map_err(|e| {
-        backup_error(e).context(&format!(
+        backup_error(e, incremental).context(&format!(
             "backup into {} failed (the directory is marked incomplete)",
             args.dir.display()
         ))
@@ -339,7 +385,8 @@ pub(crate) async fn run(args: &BasebackupArgs) -> Result<(), CliError> {
         }
     }
     println!(
-        "backup complete in {}: start {} end {} (timeline {}), {} archive(s){}",
+        "{}backup complete in {}: start {} end {} (timeline {}), {} archive(s){}",
+        if incremental { "incremental " } else { "" },
         dir.display(),
         result.start_lsn,
         result.end_lsn,

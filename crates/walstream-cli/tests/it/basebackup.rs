@@ -1,7 +1,12 @@
-//! `walstream basebackup` then `walstream verifybackup`, against every configured major.
-use walstream_test_support::{Cluster, ClusterOptions, Role, for_each_server};
+//! `walstream basebackup` then `walstream verifybackup`, against every configured major;
+//! incremental backups (17+) combined with `pg_combinebackup` and started.
+use std::path::Path;
 
-use crate::{assert_ok, run, stderr, stdout};
+use walstream_test_support::{
+    Cluster, ClusterOptions, PgInstall, Role, for_each_server, skip_unless,
+};
+
+use crate::{assert_ok, path_arg, run, stderr, stdout};
 
 #[test]
 fn basebackup_then_verifybackup() {
@@ -98,5 +103,246 @@ fn basebackup_then_verifybackup() {
             "bzip2",
         ]);
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    });
+}
+
+/// Runs a command of the server's installation, as the server's OS user when root.
+fn as_server(program: std::path::PathBuf) -> std::process::Command {
+    if is_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn checked(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Starts a server on `data` (a combined backup) on a free port with its socket in `sock`,
+/// runs `sql` with psql, stops the server and returns the output.
+fn query_restored(install: &PgInstall, data: &Path, sock: &Path, sql: &str) -> String {
+    std::fs::create_dir_all(sock).unwrap();
+    if is_root() {
+        for d in [data, sock] {
+            checked(
+                std::process::Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(d),
+            );
+        }
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = sock.join("server.log");
+    let pg_ctl = |args: &[&str]| {
+        let mut c = as_server(install.bin("pg_ctl"));
+        c.arg("-D").arg(data).arg("-l").arg(&log).args(args);
+        c
+    };
+    let started = pg_ctl(&[
+        "-o",
+        &format!("-p {port} -k {} -c listen_addresses=''", sock.display()),
+        "-w",
+        "-t",
+        "120",
+        "start",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        started.status.success(),
+        "the restored server did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let out = std::process::Command::new(install.bin("psql"))
+        .args(["-X", "-A", "-t", "-h"])
+        .arg(sock)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    let _ = pg_ctl(&["-m", "immediate", "-w", "stop"]).output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn incremental_basebackup_combines_and_starts() {
+    for_each_server(|install| {
+        let work = tempfile::Builder::new()
+            .prefix("walstream-cli-incr-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let manifest_arg = work.path().join("full/backup_manifest");
+        if install.major < 17 {
+            let c = Cluster::start(install, ClusterOptions::new()).unwrap();
+            let conninfo = format!("{} sslmode=disable", c.conninfo(Role::Scram));
+            std::fs::create_dir(work.path().join("full")).unwrap();
+            std::fs::write(&manifest_arg, "{}\n").unwrap();
+            let d = path_arg(&work.path().join("incr"));
+            let out = run(&[
+                "basebackup",
+                "-d",
+                &conninfo,
+                "-D",
+                &d,
+                "-c",
+                "fast",
+                "-i",
+                &path_arg(&manifest_arg),
+            ]);
+            assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+            assert!(stderr(&out).contains("PostgreSQL 17"), "{}", stderr(&out));
+            skip_unless(
+                false,
+                "incremental backups need PostgreSQL 17 (the usage error was checked)",
+            );
+            return;
+        }
+        let c = Cluster::start(
+            install,
+            ClusterOptions::new().setting("summarize_wal", "on"),
+        )
+        .unwrap();
+        c.execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT g, 'a' FROM generate_series(1, 2000) g;",
+        )
+        .unwrap();
+        let conninfo = format!("{} sslmode=disable", c.conninfo(Role::Scram));
+        let full = path_arg(&work.path().join("full"));
+        let out = run(&[
+            "basebackup",
+            "-d",
+            &conninfo,
+            "-D",
+            &full,
+            "-X",
+            "fetch",
+            "-c",
+            "fast",
+            "-N",
+        ]);
+        assert_ok(&out, Some(&c));
+
+        c.execute(
+            "CREATE TABLE t2 AS SELECT g AS n FROM generate_series(1, 300) g;
+             UPDATE t SET v = 'b' WHERE id % 2 = 0;
+             INSERT INTO t SELECT g, 'c' FROM generate_series(2001, 2500) g;",
+        )
+        .unwrap();
+        let state = "SELECT (SELECT count(*) || ':' || string_agg(DISTINCT v, '') FROM t)
+                        || ' ' || (SELECT count(*) FROM t WHERE v = 'b')
+                        || ' ' || (SELECT sum(n) FROM t2)";
+        let expected = c.psql(state).unwrap().trim().to_owned();
+
+        let incr = path_arg(&work.path().join("incr"));
+        let out = run(&[
+            "basebackup",
+            "-d",
+            &conninfo,
+            "-D",
+            &incr,
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-N",
+            "--incremental",
+            &path_arg(&manifest_arg),
+        ]);
+        assert_ok(&out, Some(&c));
+        assert!(
+            stdout(&out).contains("incremental backup complete"),
+            "{}",
+            stdout(&out)
+        );
+        let label = std::fs::read_to_string(work.path().join("incr/backup_label")).unwrap();
+        assert!(label.contains("INCREMENTAL FROM LSN"), "{label}");
+        let out = run(&["verifybackup", &incr]);
+        assert_ok(&out, Some(&c));
+        c.execute("INSERT INTO t VALUES (99999, 'after')").unwrap();
+
+        let combined = work.path().join("combined");
+        checked(
+            std::process::Command::new(install.bin("pg_combinebackup"))
+                .args(["--no-sync", &full, &incr, "-o"])
+                .arg(&combined),
+        );
+        let out = run(&["verifybackup", &path_arg(&combined)]);
+        assert_ok(&out, Some(&c));
+        checked(std::process::Command::new(install.bin("pg_verifybackup")).arg(&combined));
+        let restored = query_restored(install, &combined, &work.path().join("sock"), state);
+        assert_eq!(restored, expected);
+
+        // Another cluster's manifest: the server's error, its SQLSTATE and a hint.
+        let other = Cluster::start(install, ClusterOptions::new()).unwrap();
+        let other_conninfo = format!("{} sslmode=disable", other.conninfo(Role::Scram));
+        let wrong = path_arg(&work.path().join("wrong"));
+        let out = run(&[
+            "basebackup",
+            "-d",
+            &other_conninfo,
+            "-D",
+            &wrong,
+            "-c",
+            "fast",
+            "-i",
+            &path_arg(&manifest_arg),
+        ]);
+        assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("system identifier"), "{err}");
+        assert!(err.contains("SQLSTATE") && err.contains("hint:"), "{err}");
+        // A missing manifest file is refused before anything is created.
+        let missing = work.path().join("none");
+        let out = run(&[
+            "basebackup",
+            "-d",
+            &other_conninfo,
+            "-D",
+            &path_arg(&missing),
+            "-i",
+            "/nonexistent/backup_manifest",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(!missing.exists());
     });
 }
