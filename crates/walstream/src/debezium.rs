@@ -6,12 +6,13 @@
 //! TOAST values, optional transaction metadata records, and optionally the Connect schema
 //! (`{"schema": …, "payload": …}`).
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use walstream_proto::pgoutput::{Column, Relation};
-use walstream_proto::{Lsn, Oid, PgTimestamp, Value, Xid};
+use walstream_proto::{Lsn, Oid, PgTimestamp, TypeKind, TypeRegistry, Value, Xid};
 
 use crate::event::{Event, EventKind, OldRow};
 use crate::jsonl::json_str;
@@ -139,6 +140,8 @@ pub struct DebeziumEncoder {
     opts: DebeziumOptions,
     txn: Option<TxnState>,
     last_commit: Option<Lsn>,
+    /// The type registry of the rows being encoded (user-defined types in the schema).
+    types: Option<Arc<TypeRegistry>>,
 }
 
 /// What a change record describes.
@@ -166,6 +169,7 @@ impl DebeziumEncoder {
             opts: options,
             txn: None,
             last_commit: None,
+            types: None,
         }
     }
 
@@ -368,6 +372,14 @@ impl DebeziumEncoder {
     fn change(&mut self, c: Change<'_>, now_ms: i64) -> Result<DebeziumRecord, RowError> {
         let rel = c.relation;
         let table = format!("{}.{}", rel.namespace, rel.name);
+        self.types = c
+            .after
+            .or(match c.before {
+                Some(RowImage::Full(r) | RowImage::Key(r)) => Some(r),
+                None => None,
+            })
+            .and_then(Row::types)
+            .cloned();
         // Transaction ordering (only for events inside the open transaction).
         let txn_block = match &mut self.txn {
             Some(st) if self.opts.transaction_metadata && Some(st.xid) == c.xid => {
@@ -778,6 +790,23 @@ impl DebeziumEncoder {
     ) {
         let mut logical: Option<&str> = None;
         let mut params = String::new();
+        // User-defined types: a domain has its base type's schema (the domain's own type
+        // modifier is not sent: `numeric` domains are variable-scale), an array of a user type
+        // is an array; enums, ranges and the rest are strings.
+        let mut oid = oid;
+        for _ in 0..16 {
+            match self.types.as_ref().and_then(|t| t.get(oid)) {
+                Some(TypeKind::Domain { base }) => oid = base,
+                Some(TypeKind::Array { element }) => {
+                    out.push_str("{\"type\":\"array\",\"items\":");
+                    self.write_column_schema(out, element, -1, true, None);
+                    let _ = write!(out, ",\"optional\":{optional}");
+                    finish_field(out, field);
+                    return;
+                }
+                _ => break,
+            }
+        }
         let ty: &str = match oid {
             Oid::BOOL => "boolean",
             Oid::INT2 => "int16",

@@ -96,6 +96,11 @@ impl Row {
         self
     }
 
+    /// The registry used for values of non-built-in types, if any.
+    pub fn types(&self) -> Option<&Arc<TypeRegistry>> {
+        self.types.as_ref()
+    }
+
     /// The relation this row belongs to.
     pub fn relation(&self) -> &Arc<Relation> {
         &self.relation

@@ -263,15 +263,21 @@ impl TypeResolver {
     }
 
     async fn query(&mut self, oids: &BTreeSet<Oid>) -> Result<Vec<CatalogType>, Error> {
-        let client = match &mut self.client {
-            Some(c) if c.is_usable() => c,
-            _ => {
-                let c = Client::connect(&self.config).await?;
-                self.client.insert(c)
+        let sql = lookup_sql(oids);
+        // A reused connection may have been closed by the server meanwhile (idle timeout,
+        // terminated backend, restart): on any failure it is replaced once.
+        if let Some(client) = self.client.as_mut().filter(|c| c.is_usable()) {
+            if let Ok(rows) = client.simple_query(&sql).await {
+                return rows.iter().map(parse_row).collect();
             }
-        };
-        let rows = client.simple_query(&lookup_sql(oids)).await?;
-        rows.iter().map(parse_row).collect()
+        }
+        if let Some(old) = self.client.take() {
+            old.close().await;
+        }
+        let mut client = Client::connect(&self.config).await?;
+        let rows = client.simple_query(&sql).await;
+        self.client = Some(client);
+        rows?.iter().map(parse_row).collect()
     }
 
     /// Closes the connection, if open.

@@ -272,9 +272,8 @@ fn binary_mode_equals_text_mode_for_every_type() {
 }
 
 /// Debezium records and JSON lines of the same rows are the same in binary and text mode (schema and
-/// values), apart from the columns whose binary form needs knowledge the stream does not
-/// have: user types (no type registry on the stream) and `money` (its text form depends on
-/// `lc_monetary`).
+/// values), the user types (resolved by the stream) included, apart from the composite (not
+/// decoded: kept as received) and `money` (its text form depends on `lc_monetary`).
 #[test]
 fn debezium_records_equal_in_binary_and_text_mode() {
     for_each_server(|install| {
@@ -294,7 +293,7 @@ fn debezium_records_equal_in_binary_and_text_mode() {
             for e in events {
                 for r in enc.encode_at(e, 0).unwrap() {
                     let mut v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
-                    for col in ["m", "e", "ea", "dom", "comp"] {
+                    for col in ["m", "comp"] {
                         if let Some(after) = v["payload"]["after"].as_object_mut() {
                             after.remove(col);
                         }
@@ -326,7 +325,7 @@ fn debezium_records_equal_in_binary_and_text_mode() {
                     let mut v: serde_json::Value =
                         serde_json::from_str(&e.to_json_line().unwrap()).unwrap();
                     if let Some(new) = v["new"].as_object_mut() {
-                        for col in ["m", "e", "ea", "dom", "comp"] {
+                        for col in ["m", "comp"] {
                             assert!(new.remove(col).is_some(), "{col} missing");
                         }
                     }
@@ -339,5 +338,472 @@ fn debezium_records_equal_in_binary_and_text_mode() {
         for (t, b) in t.iter().zip(&b) {
             assert_eq!(t, b);
         }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// User-defined types resolved by the stream itself (automatic type resolution).
+
+/// User-type columns: (column, type, first row, second row).
+const USER_COLUMNS: &[Col] = &[
+    ("e", "mood", "'happy'", "NULL"),
+    ("ea", "mood[]", "'{sad,NULL,happy}'", "'{}'"),
+    ("p", "price", "12.5", "0"),
+    ("pa", "price[]", "'{1.25,20}'", "NULL"),
+    ("md", "mood_d", "'ok'", "'sad'"),
+    ("pd", "price_d", "99999999.99", "NULL"),
+    ("mr", "moodrange", "'[sad,happy)'", "'empty'"),
+    ("mra", "moodrange[]", "ARRAY['[sad,ok]'::moodrange]", "NULL"),
+    (
+        "mmr",
+        "moodmultirange",
+        "'{[sad,ok), [happy,happy]}'",
+        "'{}'",
+    ),
+    ("pr", "pricerange", "'[1.5,20)'", "'(,3]'"),
+    ("comp", "pair", "ROW(1, 'x y')", "NULL"),
+];
+
+const USER_TYPES_SQL: &str = "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy'); \
+     CREATE DOMAIN price AS numeric(10,2) CHECK (VALUE >= 0); \
+     CREATE DOMAIN mood_d AS mood; \
+     CREATE DOMAIN price_d AS price; \
+     CREATE TYPE moodrange AS RANGE (subtype = mood); \
+     CREATE TYPE pricerange AS RANGE (subtype = price); \
+     CREATE TYPE pair AS (a int, b text);";
+
+/// The server's text of `columns` of `table`, rows ordered by id (None for NULL).
+fn server_texts(c: &Cluster, table: &str, columns: &[&str]) -> Vec<Vec<Option<String>>> {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|n| format!("CASE WHEN num_nulls({n}) = 0 THEN format('%s', {n}) END AS {n}"))
+        .collect();
+    let out = c
+        .psql(&format!(
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET IntervalStyle = 'postgres'; \
+             SET extra_float_digits = 1; SET bytea_output = 'hex'; \
+             SELECT json_agg(row_to_json(q) ORDER BY id) FROM (SELECT id, {} FROM {table}) q;",
+            cols.join(", ")
+        ))
+        .unwrap();
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&out).unwrap();
+    rows.iter()
+        .map(|r| {
+            columns
+                .iter()
+                .map(|n| r[*n].as_str().map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+fn inserted_rows(events: &[Event]) -> Vec<Row> {
+    events
+        .iter()
+        .filter_map(|e| match e.kind() {
+            EventKind::Insert(ch) => ch.new.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+fn value(row: &Row, column: &str) -> Option<Value> {
+    match row.get(column).unwrap_or_else(|e| panic!("{column}: {e}")) {
+        Field::Value(v) => Some(v),
+        Field::Null => None,
+        Field::UnchangedToast => panic!("{column}: unchanged TOAST"),
+    }
+}
+
+/// Checks every column of `rows` against the server's text: decoded (not `Unknown`, except
+/// the composite), displayed as the server prints it.
+fn check_user_rows(rows: &[Row], expected: &[Vec<Option<String>>], columns: &[&str], mode: &str) {
+    assert_eq!(rows.len(), expected.len(), "{mode}: rows");
+    let mut bad = Vec::new();
+    for (r, (row, want)) in rows.iter().zip(expected).enumerate() {
+        for (name, want) in columns.iter().zip(want) {
+            let got = value(row, name);
+            match (&got, want) {
+                (None, None) => {}
+                (Some(v), Some(w)) => {
+                    let unknown = matches!(v, Value::Unknown { .. });
+                    // An undecoded binary composite displays as hex, not as the server's text.
+                    let shown = matches!(
+                        v,
+                        Value::Unknown {
+                            format: ValueFormat::Binary,
+                            ..
+                        }
+                    ) || v.to_string() == *w;
+                    if unknown != (*name == "comp") || !shown {
+                        bad.push(format!("{mode} row {r} {name}: {v:?} = {v}, server {w:?}"));
+                    }
+                }
+                _ => bad.push(format!("{mode} row {r} {name}: {got:?}, server {want:?}")),
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// The stream resolves enums, domains (over built-in types, enums and domains), arrays of
+/// them, ranges over an enum and a domain, and a multirange by itself, in text and binary
+/// mode, equal to the server's text; a composite stays `Unknown`. JSON lines carry the typed
+/// values.
+#[test]
+fn stream_resolves_user_types() {
+    for_each_server(|install| {
+        let c = cluster(install, &[]);
+        let cols: Vec<String> = USER_COLUMNS
+            .iter()
+            .map(|(n, t, _, _)| format!("{n} {t}"))
+            .collect();
+        let row = |id: u32, pick: fn(&Col) -> &'static str| {
+            let vals: Vec<String> = USER_COLUMNS
+                .iter()
+                .map(|c| format!("({})::{}", pick(c), c.1))
+                .collect();
+            format!("({id}, {})", vals.join(", "))
+        };
+        c.execute(&format!(
+            "{USER_TYPES_SQL} \
+             CREATE TABLE ut (id int PRIMARY KEY, {}); \
+             CREATE PUBLICATION p FOR TABLE ut; \
+             SELECT pg_create_logical_replication_slot('s_text', 'pgoutput'); \
+             SELECT pg_create_logical_replication_slot('s_bin', 'pgoutput'); \
+             INSERT INTO ut VALUES {}, {};",
+            cols.join(", "),
+            row(1, |c| c.2),
+            row(2, |c| c.3),
+        ))
+        .unwrap();
+        let names: Vec<&str> = USER_COLUMNS.iter().map(|c| c.0).collect();
+        let expected = server_texts(&c, "ut", &names);
+
+        let (text_events, bin_events) = block_on(async {
+            (
+                events(&c, "s_text", false).await,
+                events(&c, "s_bin", true).await,
+            )
+        });
+        let (text_rows, bin_rows) = (inserted_rows(&text_events), inserted_rows(&bin_events));
+        check_user_rows(&text_rows, &expected, &names, "text");
+        check_user_rows(&bin_rows, &expected, &names, "binary");
+        for (t, b) in text_rows.iter().zip(&bin_rows) {
+            for name in names.iter().filter(|n| **n != "comp") {
+                assert_eq!(value(t, name), value(b, name), "{name}: text vs binary");
+            }
+        }
+        let first = &text_rows[0];
+        assert!(matches!(value(first, "e"), Some(Value::Enum(_))));
+        assert!(matches!(value(first, "md"), Some(Value::Enum(_))));
+        assert!(matches!(value(first, "p"), Some(Value::Numeric(_))));
+        assert!(matches!(value(first, "pd"), Some(Value::Numeric(_))));
+        assert!(matches!(value(first, "ea"), Some(Value::Array(_))));
+        assert!(matches!(value(first, "mr"), Some(Value::Range(_))));
+        assert!(matches!(value(first, "mmr"), Some(Value::Multirange(_))));
+
+        // JSON lines: typed values, not the raw text.
+        let line = |events: &[Event]| {
+            let ins = events
+                .iter()
+                .find(|e| matches!(e.kind(), EventKind::Insert(_)))
+                .unwrap();
+            serde_json::from_str::<serde_json::Value>(&ins.to_json_line().unwrap()).unwrap()
+        };
+        let (text_line, bin_line) = (line(&text_events), line(&bin_events));
+        // The composite is kept as received: the text, or the binary bytes in hex.
+        assert_eq!(text_line["new"]["comp"], serde_json::json!("(1,\"x y\")"));
+        assert!(bin_line["new"]["comp"].as_str().unwrap().starts_with("\\x"));
+        for v in [text_line, bin_line] {
+            let new = &v["new"];
+            assert_eq!(new["e"], serde_json::json!("happy"));
+            assert_eq!(new["ea"], serde_json::json!(["sad", null, "happy"]));
+            assert_eq!(new["p"], serde_json::json!("12.50"));
+            assert_eq!(new["pa"], serde_json::json!(["1.25", "20.00"]));
+            assert_eq!(new["pd"], serde_json::json!("99999999.99"));
+            assert_eq!(
+                new["mr"],
+                serde_json::json!({"lower": "sad", "upper": "happy", "lower_inc": true, "upper_inc": false})
+            );
+        }
+
+        // Debezium: domains have their base type's schema (numeric domains variable-scale:
+        // the domain's own scale is not sent), arrays of user types are arrays, enums and
+        // ranges strings; text and binary mode give the same records (but for the composite).
+        let debezium = |events: &[Event], mode: walstream::DecimalMode| {
+            let mut options = DebeziumOptions::new("srv", "postgres");
+            options.include_schema = true;
+            options.decimal_mode = mode;
+            let mut enc = DebeziumEncoder::new(options);
+            let ins = events
+                .iter()
+                .find(|e| matches!(e.kind(), EventKind::Insert(_)))
+                .unwrap();
+            let rec = enc.encode_at(ins, 0).unwrap().remove(0);
+            serde_json::from_str::<serde_json::Value>(&rec.value).unwrap()
+        };
+        let field_schema = |v: &serde_json::Value, name: &str| {
+            v["schema"]["fields"][1]["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["field"] == name)
+                .unwrap_or_else(|| panic!("no schema for {name}"))
+                .clone()
+        };
+        for mode in [
+            walstream::DecimalMode::String,
+            walstream::DecimalMode::Precise,
+        ] {
+            let (mut t, mut b) = (debezium(&text_events, mode), debezium(&bin_events, mode));
+            for v in [&mut t, &mut b] {
+                let after = v["payload"]["after"].as_object_mut().unwrap();
+                assert!(after.remove("comp").is_some());
+            }
+            assert_eq!(t, b, "text and binary Debezium records");
+            let after = &t["payload"]["after"];
+            assert_eq!(after["e"], serde_json::json!("happy"));
+            assert_eq!(after["md"], serde_json::json!("ok"));
+            assert_eq!(after["ea"], serde_json::json!(["sad", null, "happy"]));
+            assert_eq!(after["mr"], serde_json::json!("[sad,happy)"));
+            assert_eq!(after["mmr"], serde_json::json!("{[sad,ok),[happy,happy]}"));
+            assert_eq!(after["pr"], serde_json::json!("[1.50,20.00)"));
+            for (name, ty) in [("e", "string"), ("md", "string"), ("mr", "string")] {
+                assert_eq!(field_schema(&t, name)["type"], ty, "{name}");
+            }
+            let ea = field_schema(&t, "ea");
+            assert_eq!(ea["type"], "array");
+            assert_eq!(ea["items"]["type"], "string");
+            let pa = field_schema(&t, "pa");
+            assert_eq!(pa["type"], "array");
+            if mode == walstream::DecimalMode::String {
+                assert_eq!(after["p"], serde_json::json!("12.50"));
+                assert_eq!(after["pd"], serde_json::json!("99999999.99"));
+                assert_eq!(after["pa"], serde_json::json!(["1.25", "20.00"]));
+                assert_eq!(field_schema(&t, "p")["type"], "string");
+                assert_eq!(pa["items"]["type"], "string");
+            } else {
+                // As a numeric column without a declared scale.
+                for name in ["p", "pd"] {
+                    let f = field_schema(&t, name);
+                    assert_eq!(f["name"], "io.debezium.data.VariableScaleDecimal", "{name}");
+                }
+                assert_eq!(after["p"]["scale"], 2);
+                assert_eq!(pa["items"]["name"], "io.debezium.data.VariableScaleDecimal");
+            }
+        }
+    });
+}
+
+/// Waits for the insert with `id` (skipping every other event) and returns its row.
+async fn insert_with_id(stream: &mut walstream::LogicalStream, id: i64) -> Row {
+    loop {
+        let ev = crate::util::next(stream).await;
+        if crate::util::inserted_id(&ev) == Some(id) {
+            let EventKind::Insert(ch) = ev.kind() else {
+                unreachable!()
+            };
+            ev.ack();
+            return ch.new.clone().unwrap();
+        }
+        ev.ack();
+    }
+}
+
+/// Client backends (not walsenders) of the stream's role: the lookup connection.
+fn lookup_backends(c: &Cluster) -> usize {
+    c.psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' \
+         AND usename = '{}'",
+        walstream_test_support::Role::Scram.name()
+    ))
+    .unwrap()
+    .parse()
+    .unwrap()
+}
+
+/// Types created and altered while the stream runs: a new enum label, a new enum, a new
+/// domain and an array of the new enum added to the table; then after a reconnect (walsender
+/// terminated) and with the lookup connection killed, a type created meanwhile. The lookup
+/// connection is closed by shutdown. Text and binary mode.
+#[test]
+fn stream_resolves_types_created_mid_stream() {
+    for_each_server(|install| {
+        let c = cluster(install, &[]);
+        c.execute(
+            "CREATE TYPE mood AS ENUM ('sad', 'happy'); \
+             CREATE TABLE mid (id int PRIMARY KEY, e mood); \
+             CREATE PUBLICATION p FOR TABLE mid; \
+             SELECT pg_create_logical_replication_slot('s_text', 'pgoutput'); \
+             SELECT pg_create_logical_replication_slot('s_bin', 'pgoutput');",
+        )
+        .unwrap();
+        for (slot, binary) in [("s_text", false), ("s_bin", true)] {
+            let mode = if binary { "binary" } else { "text" };
+            let id = |n: i64| if binary { n + 100 } else { n };
+            block_on(async {
+                let mut stream = builder(&c, slot, "p").binary(binary).start().await.unwrap();
+                c.execute(&format!("INSERT INTO mid VALUES ({}, 'happy')", id(1)))
+                    .unwrap();
+                let r = insert_with_id(&mut stream, id(1)).await;
+                assert_eq!(value(&r, "e").unwrap().to_string(), "happy", "{mode}");
+                assert_eq!(lookup_backends(&c), 1, "{mode}: one lookup connection");
+
+                // A new label of a known enum, a new enum, a new domain, an array of the enum.
+                if !binary {
+                    c.execute(
+                        "ALTER TYPE mood ADD VALUE 'ecstatic'; \
+                         CREATE TYPE color AS ENUM ('red', 'green'); \
+                         CREATE DOMAIN short AS varchar(8) CHECK (length(VALUE) > 1); \
+                         ALTER TABLE mid ADD COLUMN c color, ADD COLUMN s short, \
+                             ADD COLUMN ca color[];",
+                    )
+                    .unwrap();
+                }
+                c.execute(&format!(
+                    "INSERT INTO mid VALUES ({}, 'ecstatic', 'green', 'abc', '{{red,NULL}}')",
+                    id(2)
+                ))
+                .unwrap();
+                let r = insert_with_id(&mut stream, id(2)).await;
+                assert!(matches!(value(&r, "e"), Some(Value::Enum(_))), "{mode}");
+                assert_eq!(value(&r, "e").unwrap().to_string(), "ecstatic", "{mode}");
+                assert!(matches!(value(&r, "c"), Some(Value::Enum(_))), "{mode}");
+                assert_eq!(value(&r, "c").unwrap().to_string(), "green", "{mode}");
+                assert!(matches!(value(&r, "s"), Some(Value::Text(_))), "{mode}");
+                assert_eq!(value(&r, "s").unwrap().to_string(), "abc", "{mode}");
+                assert_eq!(value(&r, "ca").unwrap().to_string(), "{red,NULL}", "{mode}");
+
+                // The walsender and the lookup connection are killed; a type appears meanwhile.
+                assert!(c.terminate_walsenders().unwrap() >= 1);
+                c.execute(&format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE backend_type = 'client backend' AND usename = '{}'",
+                    walstream_test_support::Role::Scram.name()
+                ))
+                .unwrap();
+                let size = if binary { "size_b" } else { "size_t" };
+                c.execute(&format!(
+                    "CREATE TYPE {size} AS ENUM ('s', 'm', 'l'); \
+                     ALTER TABLE mid ADD COLUMN {size} {size}; \
+                     INSERT INTO mid (id, e, {size}) VALUES ({}, 'sad', 'm');",
+                    id(3)
+                ))
+                .unwrap();
+                let r = insert_with_id(&mut stream, id(3)).await;
+                assert!(
+                    matches!(value(&r, size), Some(Value::Enum(_))),
+                    "{mode}: {r:?}"
+                );
+                assert_eq!(value(&r, size).unwrap().to_string(), "m", "{mode}");
+                assert_eq!(value(&r, "e").unwrap().to_string(), "sad", "{mode}");
+                assert!(
+                    stream.type_lookup_failures().is_empty(),
+                    "{mode}: {:?}",
+                    stream.type_lookup_failures()
+                );
+                stream.shutdown().await.unwrap();
+            });
+            walstream_test_support::wait_for(
+                "the lookup connection to close",
+                std::time::Duration::from_secs(30),
+                || (lookup_backends(&c) == 0).then_some(()),
+            )
+            .unwrap();
+        }
+    });
+}
+
+/// A failed lookup does not stop the stream: the values stay `Unknown`, the failure is listed
+/// (typed), and a later Relation message naming the type resolves it once lookups work again.
+/// With resolution off the values stay `Unknown`; a registry given to the builder decodes them.
+#[test]
+fn type_lookup_failure_keeps_the_stream_going() {
+    use walstream_test_support::{ConnectionPlan, FaultProxy};
+    for_each_server(|install| {
+        let c = cluster(install, &[]);
+        c.execute(
+            "CREATE TYPE mood AS ENUM ('sad', 'happy'); \
+             CREATE TABLE f (id int PRIMARY KEY, e mood); \
+             CREATE PUBLICATION p FOR TABLE f; \
+             SELECT pg_create_logical_replication_slot('s', 'pgoutput'); \
+             SELECT pg_create_logical_replication_slot('s_off', 'pgoutput'); \
+             SELECT pg_create_logical_replication_slot('s_reg', 'pgoutput'); \
+             INSERT INTO f VALUES (1, 'happy');",
+        )
+        .unwrap();
+        let mood = Oid(c
+            .psql("SELECT 'mood'::regtype::oid")
+            .unwrap()
+            .parse()
+            .unwrap());
+        let proxy = FaultProxy::start(("127.0.0.1", c.port())).unwrap();
+        // The replication connection passes; the lookup connections are refused.
+        proxy.script([ConnectionPlan::new()]);
+        proxy.set_default_plan(ConnectionPlan::refuse());
+        let config: walstream::Config = format!(
+            "host=127.0.0.1 port={} user={} password='{}' dbname=postgres sslmode=disable \
+             connect_timeout=5",
+            proxy.port(),
+            walstream_test_support::Role::Scram.name(),
+            walstream_test_support::Role::Scram.password().unwrap()
+        )
+        .parse()
+        .unwrap();
+        block_on(async {
+            let mut stream = walstream::LogicalStream::builder(config, "s")
+                .publication("p")
+                .retry(walstream::RetryPolicy::never())
+                .start()
+                .await
+                .unwrap();
+            let r = insert_with_id(&mut stream, 1).await;
+            assert!(
+                matches!(value(&r, "e"), Some(Value::Unknown { .. })),
+                "{r:?}"
+            );
+            let failures = stream.type_lookup_failures().to_vec();
+            assert!(!failures.is_empty());
+            assert_eq!(failures[0].kind, walstream::ErrorKind::Connection);
+            assert!(failures[0].oids.contains(&mood), "{failures:?}");
+            // The stream goes on.
+            c.execute("INSERT INTO f VALUES (2, 'sad')").unwrap();
+            let r = insert_with_id(&mut stream, 2).await;
+            assert!(matches!(value(&r, "e"), Some(Value::Unknown { .. })));
+            // Lookups work again; a new Relation message names the type again.
+            proxy.set_default_plan(ConnectionPlan::new());
+            c.execute("ALTER TABLE f ADD COLUMN n int; INSERT INTO f VALUES (3, 'happy', 3)")
+                .unwrap();
+            let r = insert_with_id(&mut stream, 3).await;
+            assert!(matches!(value(&r, "e"), Some(Value::Enum(_))), "{r:?}");
+            assert_eq!(value(&r, "e").unwrap().to_string(), "happy");
+            assert_eq!(stream.types().unwrap().get(mood), Some(TypeKind::Enum));
+            stream.shutdown().await.unwrap();
+
+            // Resolution off: Unknown, and no lookup connection.
+            let mut stream = builder(&c, "s_off", "p")
+                .resolve_types(false)
+                .start()
+                .await
+                .unwrap();
+            let r = insert_with_id(&mut stream, 1).await;
+            assert!(matches!(value(&r, "e"), Some(Value::Unknown { .. })));
+            assert_eq!(lookup_backends(&c), 0);
+            stream.shutdown().await.unwrap();
+
+            // A registry given to the builder, resolution off.
+            let mut types = TypeRegistry::new();
+            types.register(mood, TypeKind::Enum);
+            let mut stream = builder(&c, "s_reg", "p")
+                .resolve_types(false)
+                .types(types)
+                .start()
+                .await
+                .unwrap();
+            let r = insert_with_id(&mut stream, 1).await;
+            assert!(matches!(value(&r, "e"), Some(Value::Enum(_))));
+            stream.shutdown().await.unwrap();
+        });
     });
 }
