@@ -210,6 +210,42 @@
 //! receive every column. Features `chrono`, `time`, `uuid` and `rust_decimal` add
 //! `TryFrom<&Field>` conversions to those crates' types.
 //!
+//! ## User-defined types
+//!
+//! `pgoutput` sends the values of every column as text (or, with
+//! [`binary`](crate::LogicalStreamBuilder::binary), in the type's binary form) and names a
+//! non-built-in type only by OID, namespace and name. What an enum, a domain, an array or a
+//! range of user types *is* lives in the catalog, so a [`LogicalStream`](crate::LogicalStream)
+//! looks it up itself (automatic type resolution, on by default): when a Type or Relation
+//! message names a type that is neither built in nor registered, the stream reads `pg_type`
+//! and `pg_range` over an ordinary connection made from the same [`Config`](crate::Config)
+//! (opened at the first lookup, reused, closed by [`shutdown`](crate::LogicalStream::shutdown)),
+//! and registers the type, its array type, its multirange, and whatever it is built on (a
+//! domain's base type, a range's subtype, an array's element) — all before the next message is
+//! decoded, so every row after the Relation message that introduced a column decodes with it.
+//! Enums become [`Value::Enum`](crate::Value::Enum), domains their base type's value, arrays,
+//! ranges and multiranges of them the usual variants.
+//!
+//! * Types created or changed while the stream runs are handled: a new column of a new type
+//!   comes with a new Relation message, which triggers the lookup; a new enum label needs none
+//!   (labels are sent as text in both formats). A type keeps its OID while it exists (one
+//!   dropped and created again gets a new OID), so what was looked up stays valid, across
+//!   reconnects too.
+//! * A failed lookup (server unreachable, connection limit reached, timeout after 30 s) does
+//!   not stop the stream: the values stay [`Value::Unknown`](crate::Value::Unknown) (the text
+//!   or bytes as received) and the failure is listed by
+//!   [`type_lookup_failures`](crate::LogicalStream::type_lookup_failures); the next Relation
+//!   or Type message naming the type tries again. A lookup connection the server closed is
+//!   replaced once.
+//! * Not decoded: composite types, base types of extensions (`citext`, `hstore`, ...), and
+//!   arrays whose element delimiter is not a comma. They stay `Value::Unknown`.
+//! * [`resolve_types(false)`](crate::LogicalStreamBuilder::resolve_types) turns the lookup off
+//!   (no second connection); [`types`](crate::LogicalStreamBuilder::types) gives a
+//!   [`TypeRegistry`](crate::TypeRegistry) of your own, used with or without resolution.
+//! * The lookup connection is an ordinary backend of the stream's role and database (it
+//!   counts towards `max_connections` and the role's connection limit); the catalog is
+//!   readable by every role, so the replication role suffices.
+//!
 //! ## Output formats
 //!
 //! [`Event::to_json_line`](crate::Event::to_json_line) renders walstream's own JSON lines
