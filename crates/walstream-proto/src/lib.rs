@@ -41,8 +41,8 @@ pub use types::{
     Lsn, Oid, ParseLsnError, ParseSqlStateError, PgTimestamp, SqlState, TimelineId, Xid,
 };
 pub use value::{
-    ArrayDim, MacAddr, MacAddr8, NoTypes, PgArray, PgBit, PgDate, PgInet, PgInterval, PgMoney,
-    PgMultirange, PgNumeric, PgRange, PgText, PgTime, PgTimeTz, PgUuid, RangeBound, TypeKind,
-    TypeLookup, TypeRegistry, Value, ValueFormat, builtin_type_oids, decode_value,
-    decode_value_with,
+    ArrayDim, CompositeField, MacAddr, MacAddr8, NoTypes, PgArray, PgBit, PgComposite, PgDate,
+    PgInet, PgInterval, PgMoney, PgMultirange, PgNumeric, PgRange, PgText, PgTime, PgTimeTz,
+    PgUuid, RangeBound, TypeKind, TypeLookup, TypeRegistry, Value, ValueFormat, builtin_type_oids,
+    decode_value, decode_value_with,
 };

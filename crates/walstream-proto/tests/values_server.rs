@@ -20,7 +20,9 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use walstream_proto::{Oid, PgInterval, TypeKind, TypeRegistry, Value, ValueFormat};
+use walstream_proto::{
+    CompositeField, Oid, PgInterval, TypeKind, TypeRegistry, Value, ValueFormat,
+};
 use walstream_test_support::{Cluster, ClusterOptions, PgInstall, Role, for_each_server};
 
 /// Runs SQL through the cluster's psql as `postgres`, in UTF-8, and returns its output lines
@@ -402,6 +404,18 @@ const CASES: &[Case] = &[
     c("textrange", "'[\"a b\",\"c,d\")'"),
     c("textrange", "textrange('', 'x\"y\\z', '[]')"),
     c("moodrange", "'[sad,happy]'"),
+    c("pair", "ROW(1, 'x y')"),
+    c("pair", "ROW(NULL, '')"),
+    c("pair", "ROW(-2, 'q\"u,o(t)e\\s')"),
+    c(
+        "pair[]",
+        "ARRAY[ROW(1, 'a b')::pair, NULL, ROW(NULL, NULL)::pair]",
+    ),
+    c(
+        "rich",
+        "ROW('happy', ARRAY['x', NULL, 'y z'], int4range(1, 5), ROW(7, 'p q')::pair, 3, 1.50)",
+    ),
+    c("rich", "ROW(NULL, NULL, NULL, NULL, NULL, NULL)"),
 ];
 
 /// The name → constant table checked against `pg_type`.
@@ -507,6 +521,9 @@ CREATE DOMAIN posint AS int4 CHECK (VALUE > 0);
 CREATE TYPE floatrange AS RANGE (subtype = float8);
 CREATE TYPE textrange AS RANGE (subtype = text, collation = "C");
 CREATE TYPE moodrange AS RANGE (subtype = mood);
+CREATE TYPE pair AS (a int4, b text);
+CREATE TYPE rich AS (m mood, tags text[], r int4range, p pair, d posint, gone int4, n numeric);
+ALTER TYPE rich DROP ATTRIBUTE gone;
 CREATE FUNCTION send_hex(v anyelement) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
   f regproc;
@@ -551,6 +568,29 @@ fn registry(cluster: &Cluster) -> TypeRegistry {
             }
             other => panic!("unexpected typtype {other}"),
         }
+        reg.register(array, TypeKind::Array { element: oid });
+    }
+    // Composites with their attributes (dropped ones left out).
+    let attrs = psql(
+        cluster,
+        "SELECT t.oid, t.typarray, a.attname, a.atttypid FROM pg_type t \
+         JOIN pg_attribute a ON a.attrelid = t.typrelid \
+         WHERE t.typname IN ('pair', 'rich') AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY t.oid, a.attnum;",
+    );
+    let mut composites: Vec<(Oid, Oid, Vec<CompositeField>)> = Vec::new();
+    for row in attrs {
+        let f: Vec<&str> = row.split('|').collect();
+        let oid = Oid(f[0].parse().unwrap());
+        let field = CompositeField::new(f[2], Oid(f[3].parse().unwrap()));
+        match composites.last_mut() {
+            Some((o, _, fields)) if *o == oid => fields.push(field),
+            _ => composites.push((oid, Oid(f[1].parse().unwrap()), vec![field])),
+        }
+    }
+    assert_eq!(composites.len(), 2);
+    for (oid, array, fields) in composites {
+        reg.register_composite(oid, fields);
         reg.register(array, TypeKind::Array { element: oid });
     }
     // Arrays of the multiranges are not needed by the cases; the multiranges themselves are.

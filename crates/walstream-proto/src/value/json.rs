@@ -102,6 +102,7 @@ pub(crate) fn write_value(v: &Value, out: &mut String) {
         Value::Array(a) => a.write_json(out),
         Value::Range(r) => r.write_json(out),
         Value::Multirange(m) => m.write_json(out),
+        Value::Composite(c) => c.write_json(out),
         Value::Unknown {
             format: ValueFormat::Text,
             bytes,

@@ -25,6 +25,7 @@
 )]
 
 mod array;
+mod composite;
 mod datetime;
 // Reached through `crate::internal`'s fuzz hooks.
 pub(crate) mod fuzz;
@@ -38,6 +39,7 @@ mod text;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -45,6 +47,7 @@ use crate::error::DecodeError;
 use crate::types::{Lsn, Oid, PgTimestamp, Xid};
 
 pub use array::{ArrayDim, PgArray};
+pub use composite::{CompositeField, PgComposite};
 pub use datetime::{PgDate, PgInterval, PgTime, PgTimeTz};
 pub use network::{MacAddr, MacAddr8, PgInet};
 pub use numeric::PgNumeric;
@@ -95,7 +98,7 @@ impl ValueFormat {
 /// `uuid`, `date`, `time`, `timetz`, `timestamp`, `timestamptz`, `interval`, `inet`, `cidr`,
 /// `macaddr`, `macaddr8`, `bit`, `varbit`, `pg_lsn`, one-dimensional and multi-dimensional
 /// arrays of all of these, the built-in ranges and multiranges, and through the registry enums,
-/// domains, and arrays, ranges and multiranges of any decodable type.
+/// domains, composite types, and arrays, ranges and multiranges of any decodable type.
 ///
 /// # JSON mapping
 ///
@@ -121,6 +124,7 @@ impl ValueFormat {
 /// | arrays | nested JSON arrays following the dimensions (lower bounds are dropped); `{}` is `[]` |
 /// | ranges | `{"lower":…,"upper":…,"lower_inc":…,"upper_inc":…}` (`null` for an unbounded side) or `"empty"` |
 /// | multiranges | array of range objects |
+/// | composite (registered with its attributes) | object `{"a":1,"b":"x y"}` in attribute order, NULL attributes `null` |
 /// | unknown type | string: the text as received, or `"\\x…"` hex for binary |
 ///
 /// An unchanged TOASTed column is not a value: `pgoutput` marks it and the caller decides.
@@ -200,6 +204,8 @@ pub enum Value {
     Range(PgRange),
     /// A multirange (PostgreSQL 14+).
     Multirange(PgMultirange),
+    /// A value of a composite type (known through a [`TypeRegistry`] with its attributes).
+    Composite(PgComposite),
     /// A value of a type this decoder does not know, kept as received.
     Unknown {
         /// The format the bytes are in.
@@ -238,12 +244,22 @@ pub enum TypeKind {
         /// The range type.
         range: Oid,
     },
+    /// A composite type; its attributes come from [`TypeLookup::composite_fields`] (register
+    /// it with [`TypeRegistry::register_composite`]). Without them its values stay
+    /// [`Value::Unknown`].
+    Composite,
 }
 
 /// A source of [`TypeKind`]s for type OIDs that are not built in.
 pub trait TypeLookup {
     /// What `oid` is, or `None` if unknown.
     fn type_kind(&self, oid: Oid) -> Option<TypeKind>;
+
+    /// The attributes of composite type `oid` (none by default).
+    fn composite_fields(&self, oid: Oid) -> Option<Arc<[CompositeField]>> {
+        let _ = oid;
+        None
+    }
 }
 
 /// A map from type OIDs to [`TypeKind`]s, and the entry point to decode with it.
@@ -259,6 +275,7 @@ pub trait TypeLookup {
 #[derive(Debug, Clone, Default)]
 pub struct TypeRegistry {
     kinds: HashMap<Oid, TypeKind>,
+    composites: HashMap<Oid, Arc<[CompositeField]>>,
 }
 
 impl TypeRegistry {
@@ -272,9 +289,22 @@ impl TypeRegistry {
         self.kinds.insert(oid, kind);
     }
 
+    /// Records composite type `oid` with its attributes (dropped ones left out, in `attnum`
+    /// order), replacing an earlier entry.
+    pub fn register_composite(&mut self, oid: Oid, fields: Vec<CompositeField>) {
+        self.kinds.insert(oid, TypeKind::Composite);
+        self.composites.insert(oid, fields.into());
+    }
+
     /// Forgets `oid`.
     pub fn remove(&mut self, oid: Oid) -> Option<TypeKind> {
+        self.composites.remove(&oid);
         self.kinds.remove(&oid)
+    }
+
+    /// The attributes of composite type `oid`, if registered.
+    pub fn composite_fields(&self, oid: Oid) -> Option<&[CompositeField]> {
+        self.composites.get(&oid).map(|f| &f[..])
     }
 
     /// The registered kind of `oid` (built-in types are not listed).
@@ -291,6 +321,10 @@ impl TypeRegistry {
 impl TypeLookup for TypeRegistry {
     fn type_kind(&self, oid: Oid) -> Option<TypeKind> {
         self.get(oid)
+    }
+
+    fn composite_fields(&self, oid: Oid) -> Option<Arc<[CompositeField]>> {
+        self.composites.get(&oid).cloned()
     }
 }
 
@@ -401,6 +435,15 @@ fn decode_composite(
             };
             range::decode_multi(types, subtype, format, data, depth + 1).map(Value::Multirange)
         }
+        Some(TypeKind::Composite) => match types.composite_fields(oid) {
+            Some(fields) => {
+                composite::decode(types, fields, format, data, depth + 1).map(Value::Composite)
+            }
+            None => Ok(Value::Unknown {
+                format,
+                bytes: data,
+            }),
+        },
     }
 }
 
@@ -563,6 +606,7 @@ impl fmt::Display for Value {
             Self::Array(a) => fmt::Display::fmt(a, f),
             Self::Range(r) => fmt::Display::fmt(r, f),
             Self::Multirange(m) => fmt::Display::fmt(m, f),
+            Self::Composite(c) => fmt::Display::fmt(c, f),
             Self::Unknown {
                 format: ValueFormat::Text,
                 bytes,
