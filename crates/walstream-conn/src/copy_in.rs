@@ -304,3 +304,153 @@ impl CopyIn<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A scripted server on a loopback socket: answers that a real server gives only under
+    //! rare timing (an error right after `CopyInResponse`) or never (protocol violations).
+
+    use walstream_proto::{
+        BackendMessage, DataRow, ErrorFieldCode as C, ErrorFields, FieldDescription, FormatCode,
+        Oid,
+    };
+
+    use super::*;
+    use crate::test_server::{ready, scripted};
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn copy_in_response() -> BackendMessage {
+        BackendMessage::CopyInResponse(CopyResponse {
+            format: FormatCode::TEXT,
+            column_formats: vec![FormatCode::TEXT; 2],
+        })
+    }
+
+    fn error(code: &str, message: &str) -> BackendMessage {
+        BackendMessage::ErrorResponse(
+            ErrorFields::new()
+                .with(C::SEVERITY, "ERROR")
+                .with(C::SEVERITY_NONLOCALIZED, "ERROR")
+                .with(C::CODE, code.to_owned())
+                .with(C::MESSAGE, message.to_owned()),
+        )
+    }
+
+    #[test]
+    fn an_error_right_after_copy_in_response_surfaces_and_the_client_survives() {
+        let script = vec![
+            copy_in_response(),
+            error("22P02", "invalid input syntax"),
+            ready(),
+        ];
+        rt().block_on(async {
+            let mut c = scripted(vec![script]).await;
+            let mut copy = c.copy_in("COPY t FROM STDIN").await.unwrap();
+            assert_eq!(copy.response().column_formats.len(), 2);
+            // Larger than the flush threshold: the writer looks at the server's messages.
+            let data = vec![b'x'; 3 * CopyIn::FLUSH_THRESHOLD];
+            let e = match copy.send(&data).await {
+                Err(e) => e,
+                Ok(()) => copy.finish().await.unwrap_err(),
+            };
+            assert_eq!(e.kind(), ErrorKind::Db, "{e}");
+            assert_eq!(
+                e.code().map(|c| c.code().to_owned()).as_deref(),
+                Some("22P02")
+            );
+            assert!(c.is_usable());
+        });
+    }
+
+    #[test]
+    fn commands_that_do_not_start_copy_in() {
+        let field = FieldDescription {
+            name: "x".into(),
+            table_oid: Oid(0),
+            column_id: 0,
+            type_oid: Oid(23),
+            type_size: 4,
+            type_modifier: -1,
+            format: FormatCode::TEXT,
+        };
+        let rows = vec![
+            BackendMessage::RowDescription(vec![field]),
+            BackendMessage::DataRow(DataRow::from_columns([Some("1")]).unwrap()),
+            BackendMessage::CommandComplete("SELECT 1".into()),
+            ready(),
+        ];
+        let refused = vec![error("42P01", "relation \"t\" does not exist"), ready()];
+        let copy_out = vec![BackendMessage::CopyOutResponse(CopyResponse::default())];
+        rt().block_on(async {
+            let mut c = scripted(vec![rows, refused, copy_out]).await;
+            let e = c.copy_in("SELECT 1").await.map(|_| ()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidState, "{e}");
+            assert!(c.is_usable());
+            let e = c
+                .copy_in("COPY t FROM STDIN")
+                .await
+                .map(|_| ())
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Db, "{e}");
+            assert!(c.is_usable());
+            // Not even sent: the query cannot be encoded.
+            let e = c
+                .copy_in("COPY t FROM STDIN\0")
+                .await
+                .map(|_| ())
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidState, "{e}");
+            assert!(c.is_usable());
+            let e = c.copy_in("COPY t TO STDOUT").await.map(|_| ()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+            assert!(!c.is_usable());
+        });
+    }
+
+    #[test]
+    fn a_server_completing_the_copy_on_its_own_breaks_the_connection() {
+        let script = vec![
+            copy_in_response(),
+            BackendMessage::CommandComplete("COPY 0".into()),
+            ready(),
+        ];
+        rt().block_on(async {
+            let mut c = scripted(vec![script]).await;
+            // Found while starting (the whole answer came in one read) or while sending.
+            let data = vec![b'x'; 2 * CopyIn::FLUSH_THRESHOLD];
+            let r = async {
+                let mut copy = c.copy_in("COPY t FROM STDIN").await?;
+                copy.send(&data).await?;
+                copy.finish().await
+            }
+            .await;
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+            assert!(!c.is_usable());
+            let e = c.simple_query("SELECT 1").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
+        });
+    }
+
+    #[test]
+    fn abort_without_an_answer_times_out_and_breaks_the_connection() {
+        // The server starts COPY IN, then says nothing more.
+        let script = vec![copy_in_response()];
+        rt().block_on(async {
+            let mut c = scripted(vec![script]).await;
+            c.set_command_timeout(std::time::Duration::from_millis(300));
+            let mut copy = c.copy_in("COPY t FROM STDIN").await.unwrap();
+            copy.send(b"1\tone\n").await.unwrap();
+            copy.flush().await.unwrap();
+            let e = copy.abort("stop").await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+            assert!(!c.is_usable());
+        });
+    }
+}

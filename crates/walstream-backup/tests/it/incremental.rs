@@ -141,11 +141,43 @@ fn incremental_backup_is_combined_verified_and_started() {
             .arg(&combined));
         assert!(incremental_files(&combined).is_empty());
         pg_verifybackup(install, &combined, &[]);
-        let restored = Restored::start(install, &combined, work.path(), &[]);
-        assert_eq!(restored.query(STATE), expected);
+        {
+            let restored = Restored::start(install, &combined, work.path(), &[]);
+            assert_eq!(restored.query(STATE), expected);
+            assert_eq!(
+                restored.query("SELECT count(*) FROM w WHERE id > 10000"),
+                "0"
+            );
+        }
+
+        // A chain: a second incremental backup on top of the first, its manifest given as
+        // bytes this time; the three combine into the state after the later rows.
+        let expected2 = cluster.psql(STATE).unwrap().trim().to_owned();
+        assert_ne!(expected2, expected);
+        let incr2 = work.path().join("incr2");
+        let prior = fs::read(dir.join(MANIFEST_FILE)).unwrap();
+        let (result2, dir2) = take(
+            &cluster,
+            &incr2,
+            &mut BaseBackup::new(fast()).incremental_from(prior),
+        )
+        .unwrap();
+        assert!(result2.start_lsn > result.end_lsn);
+        assert!(!incremental_files(&dir2).is_empty());
+        let combined2 = work.path().join("combined2");
+        run(Command::new(install.bin("pg_combinebackup"))
+            .arg("--no-sync")
+            .arg(&full)
+            .arg(&dir)
+            .arg(&dir2)
+            .arg("-o")
+            .arg(&combined2));
+        pg_verifybackup(install, &combined2, &[]);
+        let restored = Restored::start(install, &combined2, work.path(), &[]);
+        assert_eq!(restored.query(STATE), expected2);
         assert_eq!(
             restored.query("SELECT count(*) FROM w WHERE id > 10000"),
-            "0"
+            "100"
         );
     });
 }
