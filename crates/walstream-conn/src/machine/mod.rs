@@ -1,8 +1,9 @@
 //! The sans-IO connection core.
 //!
 //! [`Connection`] holds the whole protocol state of one PostgreSQL connection — TLS
-//! negotiation (`SSLRequest`), startup, authentication, the simple-query cycle and
-//! COPY BOTH — without touching a socket or a clock. A driver (the tokio [`Client`](crate::Client)
+//! negotiation (`SSLRequest`), startup, authentication, the simple-query cycle, COPY OUT,
+//! COPY IN (only for a query sent with [`Connection::send_copy_in_query`]; any other COPY IN
+//! is refused with CopyFail) and COPY BOTH — without touching a socket or a clock. A driver (the tokio [`Client`](crate::Client)
 //! or a test) moves bytes and time in and out of it:
 //!
 //! 1. Read bytes from the transport and pass them to [`Connection::handle_input`] (or read
