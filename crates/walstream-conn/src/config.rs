@@ -1039,7 +1039,9 @@ impl Config {
     /// at most the budget (plus the timer's 1 ms granularity) before it is read, and that
     /// includes keepalives asking for a reply; a closed connection is noticed at the next
     /// read, within the budget. A budget without data goes back to waking up per arrival, so
-    /// a quiet stream is not polled. Zero disables batching.
+    /// a quiet stream is not polled. Zero disables batching. Only over TCP (with or without
+    /// TLS): over a Unix-domain socket the server's send buffer holds less than a millisecond
+    /// of small messages, so the server would stall waiting for the client.
     pub fn set_stream_batch_latency(&mut self, budget: Duration) -> &mut Self {
         self.stream_batch_latency = Some(budget);
         self
