@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use walstream_proto::pgoutput::{
-    DecodeOptions, Observed, PgoutputDecoder, PgoutputMessage, RelationCache,
+    ColumnValue, DecodeOptions, Observed, PgoutputDecoder, PgoutputMessage, RelationCache,
+    TupleData,
 };
 use walstream_proto::{Lsn, Oid, PgTimestamp, TypeKind, TypeRegistry, Xid};
 
@@ -40,6 +41,9 @@ pub struct LogicalDecoder {
     /// [`take_unresolved_types`](Self::take_unresolved_types)).
     collect_unresolved: bool,
     unresolved: BTreeSet<Oid>,
+    /// (composite, attribute count) pairs that already caused a lookup: rows written before
+    /// the type was altered do not cause one each.
+    composite_rechecks: HashSet<(Oid, usize)>,
     txn: Option<TxnState>,
     streams: HashSet<Xid>,
     skip_through: Lsn,
@@ -76,6 +80,7 @@ impl LogicalDecoder {
             types: None,
             collect_unresolved: false,
             unresolved: BTreeSet::new(),
+            composite_rechecks: HashSet::new(),
             txn: None,
             streams: HashSet::new(),
             skip_through,
@@ -125,6 +130,73 @@ impl LogicalDecoder {
         for (oid, kind) in entries {
             types.register(oid, kind);
         }
+        self.refresh_queued_types();
+    }
+
+    /// Row events still queued (not polled) decode with the current registry.
+    fn refresh_queued_types(&mut self) {
+        for ev in &mut self.out {
+            if let EventKind::Insert(ch) | EventKind::Update(ch) | EventKind::Delete(ch) =
+                &mut ev.kind
+            {
+                ch.refresh_types(&self.types);
+            }
+        }
+    }
+
+    /// Notes composite columns of `tuple` whose attribute count differs from the registry's
+    /// (the type was altered: `pgoutput` does not describe it again), to be looked up again.
+    fn check_composites(
+        &mut self,
+        relation: &walstream_proto::pgoutput::Relation,
+        tuple: &TupleData,
+    ) {
+        let Some(types) = self.types.as_ref().filter(|t| t.has_composites()) else {
+            return;
+        };
+        for (col, value) in relation.columns.iter().zip(tuple.iter()) {
+            let Some(fields) = types.composite_fields(col.type_oid) else {
+                continue;
+            };
+            let arity = match &value {
+                ColumnValue::Text(b) => crate::types::composite_text_arity(b),
+                ColumnValue::Binary(b) => b
+                    .get(..4)
+                    .and_then(|n| <[u8; 4]>::try_from(n).ok())
+                    .and_then(|n| usize::try_from(i32::from_be_bytes(n)).ok()),
+                _ => continue,
+            };
+            let matches = match arity {
+                // `()`: no attributes, or one that is NULL.
+                Some(0) => fields.len() <= 1,
+                Some(n) => n == fields.len(),
+                None => true,
+            };
+            if !matches
+                && self
+                    .composite_rechecks
+                    .insert((col.type_oid, arity.unwrap_or(0)))
+            {
+                self.unresolved.insert(col.type_oid);
+            }
+        }
+    }
+
+    /// Registers composite types with their attributes (see
+    /// [`TypeRegistry::register_composite`]).
+    pub fn register_composites(
+        &mut self,
+        entries: impl IntoIterator<Item = (Oid, Vec<walstream_proto::CompositeField>)>,
+    ) {
+        let mut entries = entries.into_iter().peekable();
+        if entries.peek().is_none() {
+            return;
+        }
+        let types = Arc::make_mut(self.types.get_or_insert_with(Default::default));
+        for (oid, fields) in entries {
+            types.register_composite(oid, fields);
+        }
+        self.refresh_queued_types();
     }
 
     /// The registry used for non-built-in types, if any.
@@ -146,7 +218,15 @@ impl LogicalDecoder {
             Observed::Relation { relation, .. } => {
                 relation.columns.iter().map(|c| c.type_oid).collect()
             }
-            Observed::Type { pg_type, .. } => vec![pg_type.oid],
+            Observed::Type { pg_type, .. } => {
+                // A composite is looked up again whenever the server describes it: its
+                // attributes may have changed (the OID stays).
+                let oid = pg_type.oid;
+                if self.types.as_ref().and_then(|t| t.get(oid)) == Some(TypeKind::Composite) {
+                    self.unresolved.insert(oid);
+                }
+                vec![oid]
+            }
             _ => return,
         };
         for oid in oids {
@@ -391,6 +471,9 @@ impl LogicalDecoder {
             }
             PgoutputMessage::Insert(m) => {
                 let rel = row_relation(observed)?;
+                if self.collect_unresolved {
+                    self.check_composites(&rel, &m.new);
+                }
                 if !self.skipping() {
                     let ch = RowChange::new(rel, sub_xid, Some(m.new), None).with_types(types);
                     self.push(lsn, EventKind::Insert(ch), None);
@@ -398,6 +481,9 @@ impl LogicalDecoder {
             }
             PgoutputMessage::Update(m) => {
                 let rel = row_relation(observed)?;
+                if self.collect_unresolved {
+                    self.check_composites(&rel, &m.new);
+                }
                 if !self.skipping() {
                     let ch =
                         RowChange::new(rel, sub_xid, Some(m.new), m.old.as_ref()).with_types(types);

@@ -241,6 +241,20 @@ impl RowChange {
         self
     }
 
+    /// Decodes the rows with `types` from now on (the registry grew after the change was
+    /// queued, before it was handed out).
+    pub(crate) fn refresh_types(&mut self, types: &Option<Arc<walstream_proto::TypeRegistry>>) {
+        if let Some(r) = self.new.take() {
+            self.new = Some(r.with_types(types.clone()));
+        }
+        if let Some(o) = self.old.take() {
+            self.old = Some(match o {
+                OldRow::Key(r) => OldRow::Key(r.with_types(types.clone())),
+                OldRow::Full(r) => OldRow::Full(r.with_types(types.clone())),
+            });
+        }
+    }
+
     /// The schema (namespace) of the relation.
     pub fn schema(&self) -> &str {
         &self.relation.namespace

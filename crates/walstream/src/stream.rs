@@ -503,7 +503,8 @@ impl LogicalStream {
             .resolver
             .get_or_insert_with(|| TypeResolver::new(&self.settings.config));
         let found = resolver.resolve(wanted, decoder.types()).await;
-        decoder.register_types(found);
+        decoder.register_types(found.kinds);
+        decoder.register_composites(found.composites);
     }
 
     /// The `pgoutput` protocol version in use (known once connected).

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use walstream_conn::{Client, Config, ReplicationMode};
-use walstream_proto::{Oid, TypeKind, TypeRegistry, builtin_type_oids};
+use walstream_proto::{CompositeField, Oid, TypeKind, TypeRegistry, builtin_type_oids};
 
 use crate::error::{Error, ErrorKind};
 
@@ -61,19 +61,36 @@ pub(crate) struct CatalogType {
     pub(crate) range_multi: Oid,
     /// The range of a multirange.
     pub(crate) multi_range: Oid,
+    /// `typrelid`: the `pg_class` entry of a composite type.
+    pub(crate) relid: Oid,
+}
+
+/// What a lookup found: registry entries, and composite types with their attributes.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Resolved {
+    pub(crate) kinds: Vec<(Oid, TypeKind)>,
+    pub(crate) composites: Vec<(Oid, Vec<CompositeField>)>,
 }
 
 /// What the catalog rows say, as registry entries; OIDs the rows refer to that are neither
 /// built in, nor in `known`, nor described by the rows are returned too (look them up next).
 pub(crate) fn kinds_from_rows(
     rows: &[CatalogType],
+    attributes: &HashMap<Oid, Vec<CompositeField>>,
     known: &dyn Fn(Oid) -> bool,
-) -> (Vec<(Oid, TypeKind)>, BTreeSet<Oid>) {
+) -> (Resolved, BTreeSet<Oid>) {
     let by_oid: HashMap<Oid, &CatalogType> = rows.iter().map(|r| (r.oid, r)).collect();
     let mut out = Vec::new();
+    let mut composites = Vec::new();
     let mut refs = Vec::new();
     for r in rows {
         let kind = match r.typtype {
+            // A composite with its attributes (looked up by `typrelid`).
+            b'c' => attributes.get(&r.relid).map(|fields| {
+                refs.extend(fields.iter().map(|f| f.type_oid));
+                composites.push((r.oid, fields.clone()));
+                TypeKind::Composite
+            }),
             b'e' => Some(TypeKind::Enum),
             b'd' if r.basetype.0 != 0 => Some(TypeKind::Domain { base: r.basetype }),
             b'r' if r.range_subtype.0 != 0 => Some(TypeKind::Range {
@@ -92,8 +109,8 @@ pub(crate) fn kinds_from_rows(
                     None
                 }
             }
-            // Composite types, base types of extensions (citext, hstore, ...) and pseudo-types
-            // have no decoder: their values stay `Value::Unknown`.
+            // Base types of extensions (citext, hstore, ...) and pseudo-types have no
+            // decoder: their values stay `Value::Unknown`.
             _ => None,
         };
         let Some(kind) = kind else { continue };
@@ -104,7 +121,9 @@ pub(crate) fn kinds_from_rows(
             TypeKind::Array { element } => refs.push(element),
             _ => {}
         }
-        out.push((r.oid, kind));
+        if kind != TypeKind::Composite {
+            out.push((r.oid, kind));
+        }
         // The type's own array, when its elements are comma-delimited.
         if r.array.0 != 0 && r.delim == b',' && !by_oid.contains_key(&r.array) {
             out.push((r.array, TypeKind::Array { element: r.oid }));
@@ -114,13 +133,46 @@ pub(crate) fn kinds_from_rows(
             out.push((r.range_multi, TypeKind::Multirange { range: r.oid }));
         }
     }
-    let described: BTreeSet<Oid> = out.iter().map(|(o, _)| *o).collect();
+    let described: BTreeSet<Oid> = out
+        .iter()
+        .map(|(o, _)| *o)
+        .chain(composites.iter().map(|(o, _)| *o))
+        .collect();
     let missing = refs
         .into_iter()
         .filter(|o| o.0 != 0 && !is_builtin(*o) && !known(*o) && !described.contains(o))
         .filter(|o| !by_oid.contains_key(o))
         .collect();
-    (out, missing)
+    (
+        Resolved {
+            kinds: out,
+            composites,
+        },
+        missing,
+    )
+}
+
+/// The number of attributes in a composite's text (`record_out`): top-level commas outside
+/// quotes plus one; `None` when it is not a composite's text. `()` counts as 0.
+pub(crate) fn composite_text_arity(text: &[u8]) -> Option<usize> {
+    let inner = text.strip_prefix(b"(")?.strip_suffix(b")")?;
+    if inner.is_empty() {
+        return Some(0);
+    }
+    let mut count = 1;
+    let mut in_quote = false;
+    let mut bytes = inner.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'\\' => {
+                bytes.next();
+            }
+            b'"' => in_quote = !in_quote,
+            b',' if !in_quote => count += 1,
+            _ => {}
+        }
+    }
+    Some(count)
 }
 
 /// True for the types walstream-proto decodes without a registry.
@@ -144,7 +196,8 @@ fn lookup_sql(oids: &BTreeSet<Oid>) -> String {
                   WHERE t.typelem <> 0) \
          SELECT t.oid, t.typtype, t.typbasetype, t.typelem, t.typarray, t.typdelim, \
                 (t.typsubscript = 'pg_catalog.array_subscript_handler'::pg_catalog.regproc), \
-                coalesce(r.rngsubtype, 0), coalesce(r.rngmultitypid, 0), coalesce(m.rngtypid, 0) \
+                coalesce(r.rngsubtype, 0), coalesce(r.rngmultitypid, 0), coalesce(m.rngtypid, 0), \
+                t.typrelid \
          FROM pg_catalog.pg_type t JOIN rows ON rows.oid = t.oid \
          LEFT JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid \
          LEFT JOIN pg_catalog.pg_range m ON m.rngmultitypid = t.oid"
@@ -175,7 +228,40 @@ fn parse_row(row: &walstream_conn::Row) -> Result<CatalogType, Error> {
         range_subtype: oid(7, "rngsubtype")?,
         range_multi: oid(8, "rngmultitypid")?,
         multi_range: oid(9, "rngtypid")?,
+        relid: oid(10, "typrelid")?,
     })
+}
+
+/// The attributes of the composite types whose `typrelid`s are `relids` (numbers only).
+fn attributes_sql(relids: &BTreeSet<Oid>) -> String {
+    let list = relids
+        .iter()
+        .map(|o| o.0.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "SELECT a.attrelid, a.attname, a.atttypid FROM pg_catalog.pg_attribute a \
+         WHERE a.attrelid = ANY ('{{{list}}}'::oid[]) AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY a.attrelid, a.attnum"
+    )
+}
+
+fn parse_attributes(
+    rows: &[walstream_conn::Row],
+) -> Result<HashMap<Oid, Vec<CompositeField>>, Error> {
+    let mut out: HashMap<Oid, Vec<CompositeField>> = HashMap::new();
+    for row in rows {
+        let oid = |i: usize| row.get(i).and_then(|s| s.parse::<u32>().ok()).map(Oid);
+        let (Some(relid), Some(name), Some(ty)) = (oid(0), row.get(1), oid(2)) else {
+            return Err(Error::protocol(
+                "type lookup: unexpected row from pg_attribute",
+            ));
+        };
+        out.entry(relid)
+            .or_default()
+            .push(CompositeField::new(name, ty));
+    }
+    Ok(out)
 }
 
 /// Looks types up over an ordinary connection, opened lazily and reused.
@@ -218,32 +304,39 @@ impl TypeResolver {
         &mut self,
         oids: BTreeSet<Oid>,
         known: Option<&TypeRegistry>,
-    ) -> Vec<(Oid, TypeKind)> {
-        let mut found = Vec::new();
+    ) -> Resolved {
+        let mut found = Resolved::default();
         let mut wanted = oids;
         for _ in 0..MAX_ROUNDS {
             if wanted.is_empty() {
                 break;
             }
-            let rows = match tokio::time::timeout(LOOKUP_TIMEOUT, self.query(&wanted)).await {
-                Ok(Ok(rows)) => rows,
-                Ok(Err(e)) => {
-                    self.fail(&wanted, e.kind(), e.to_string());
-                    break;
-                }
-                Err(_) => {
-                    self.fail(
-                        &wanted,
-                        ErrorKind::Connection,
-                        format!("type lookup timed out after {LOOKUP_TIMEOUT:?}"),
-                    );
-                    break;
-                }
-            };
-            let seen: BTreeSet<Oid> = found.iter().map(|(o, _)| *o).collect();
+            let (rows, attributes) =
+                match tokio::time::timeout(LOOKUP_TIMEOUT, self.query(&wanted)).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => {
+                        self.fail(&wanted, e.kind(), e.to_string());
+                        break;
+                    }
+                    Err(_) => {
+                        self.fail(
+                            &wanted,
+                            ErrorKind::Connection,
+                            format!("type lookup timed out after {LOOKUP_TIMEOUT:?}"),
+                        );
+                        break;
+                    }
+                };
+            let seen: BTreeSet<Oid> = found
+                .kinds
+                .iter()
+                .map(|(o, _)| *o)
+                .chain(found.composites.iter().map(|(o, _)| *o))
+                .collect();
             let known_now = |o: Oid| known.is_some_and(|t| t.get(o).is_some()) || seen.contains(&o);
-            let (kinds, missing) = kinds_from_rows(&rows, &known_now);
-            found.extend(kinds);
+            let (more, missing) = kinds_from_rows(&rows, &attributes, &known_now);
+            found.kinds.extend(more.kinds);
+            found.composites.extend(more.composites);
             wanted = missing;
         }
         found
@@ -262,22 +355,43 @@ impl TypeResolver {
         });
     }
 
-    async fn query(&mut self, oids: &BTreeSet<Oid>) -> Result<Vec<CatalogType>, Error> {
-        let sql = lookup_sql(oids);
+    /// The catalog rows of `oids`, and the attributes of the composite types among them.
+    async fn query(
+        &mut self,
+        oids: &BTreeSet<Oid>,
+    ) -> Result<(Vec<CatalogType>, HashMap<Oid, Vec<CompositeField>>), Error> {
         // A reused connection may have been closed by the server meanwhile (idle timeout,
         // terminated backend, restart): on any failure it is replaced once.
         if let Some(client) = self.client.as_mut().filter(|c| c.is_usable()) {
-            if let Ok(rows) = client.simple_query(&sql).await {
-                return rows.iter().map(parse_row).collect();
+            if let Ok(found) = Self::query_on(client, oids).await {
+                return Ok(found);
             }
         }
         if let Some(old) = self.client.take() {
             old.close().await;
         }
         let mut client = Client::connect(&self.config).await?;
-        let rows = client.simple_query(&sql).await;
+        let found = Self::query_on(&mut client, oids).await;
         self.client = Some(client);
-        rows?.iter().map(parse_row).collect()
+        found
+    }
+
+    async fn query_on(
+        client: &mut Client,
+        oids: &BTreeSet<Oid>,
+    ) -> Result<(Vec<CatalogType>, HashMap<Oid, Vec<CompositeField>>), Error> {
+        let rows = client.simple_query(&lookup_sql(oids)).await?;
+        let rows = rows.iter().map(parse_row).collect::<Result<Vec<_>, _>>()?;
+        let relids: BTreeSet<Oid> = rows
+            .iter()
+            .filter(|r| r.typtype == b'c' && r.relid.0 != 0)
+            .map(|r| r.relid)
+            .collect();
+        if relids.is_empty() {
+            return Ok((rows, HashMap::new()));
+        }
+        let attrs = client.simple_query(&attributes_sql(&relids)).await?;
+        Ok((rows, parse_attributes(&attrs)?))
     }
 
     /// Closes the connection, if open.
@@ -304,6 +418,7 @@ mod tests {
             range_subtype: Oid(0),
             range_multi: Oid(0),
             multi_range: Oid(0),
+            relid: Oid(0),
         }
     }
 
@@ -328,9 +443,11 @@ mod tests {
             array: Oid(502),
             ..row(500, b'r')
         };
-        let (kinds, missing) =
-            kinds_from_rows(&[mood, dom, dom_on_dom, rng], &|o: Oid| o == Oid(999));
-        let kinds: HashMap<Oid, TypeKind> = kinds.into_iter().collect();
+        let (found, missing) =
+            kinds_from_rows(&[mood, dom, dom_on_dom, rng], &HashMap::new(), &|o: Oid| {
+                o == Oid(999)
+            });
+        let kinds: HashMap<Oid, TypeKind> = found.kinds.into_iter().collect();
         assert_eq!(kinds[&Oid(100)], TypeKind::Enum);
         assert_eq!(kinds[&Oid(101)], TypeKind::Array { element: Oid(100) });
         assert_eq!(kinds[&Oid(200)], TypeKind::Domain { base: Oid(1700) });
@@ -345,8 +462,10 @@ mod tests {
 
     #[test]
     fn undecodable_types_are_left_out() {
+        // A composite whose attributes were not found.
         let composite = CatalogType {
             array: Oid(11),
+            relid: Oid(12),
             ..row(10, b'c')
         };
         let ext_base = row(20, b'b');
@@ -365,12 +484,51 @@ mod tests {
             elem: Oid(701),
             ..row(40, b'b')
         };
-        let (kinds, missing) =
-            kinds_from_rows(&[composite, ext_base, semi, semi_array, pointish], &|_| {
-                false
-            });
-        assert!(kinds.is_empty(), "{kinds:?}");
+        let (found, missing) = kinds_from_rows(
+            &[composite, ext_base, semi, semi_array, pointish],
+            &HashMap::new(),
+            &|_| false,
+        );
+        assert_eq!(found, Resolved::default());
         assert!(missing.is_empty());
+    }
+
+    #[test]
+    fn composites_come_with_attributes_and_their_types_are_followed() {
+        let pair = CatalogType {
+            array: Oid(21),
+            relid: Oid(22),
+            ..row(20, b'c')
+        };
+        let fields = vec![
+            CompositeField::new("a", Oid::INT4),
+            CompositeField::new("m", Oid(30)),
+            CompositeField::new("k", Oid(40)),
+        ];
+        let attrs: HashMap<Oid, Vec<CompositeField>> = [(Oid(22), fields.clone())].into();
+        let (found, missing) = kinds_from_rows(&[pair], &attrs, &|o: Oid| o == Oid(40));
+        assert_eq!(found.composites, [(Oid(20), fields)]);
+        assert_eq!(
+            found.kinds,
+            [(Oid(21), TypeKind::Array { element: Oid(20) })]
+        );
+        // The enum attribute's type is looked up next; the known one is not.
+        assert_eq!(missing.into_iter().collect::<Vec<_>>(), [Oid(30)]);
+    }
+
+    #[test]
+    fn composite_text_arity_counts_top_level_attributes() {
+        for (text, n) in [
+            ("()", Some(0)),
+            ("(1)", Some(1)),
+            ("(,)", Some(2)),
+            ("(1,\"a,b\",)", Some(3)),
+            ("(\"(1,2)\",\"x \"\"y,\"\"\")", Some(2)),
+            ("(a\\,b,c)", Some(2)),
+            ("1,2", None),
+        ] {
+            assert_eq!(composite_text_arity(text.as_bytes()), n, "{text}");
+        }
     }
 
     #[test]

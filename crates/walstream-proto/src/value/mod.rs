@@ -302,6 +302,11 @@ impl TypeRegistry {
         self.kinds.remove(&oid)
     }
 
+    /// True when any composite type is registered.
+    pub fn has_composites(&self) -> bool {
+        !self.composites.is_empty()
+    }
+
     /// The attributes of composite type `oid`, if registered.
     pub fn composite_fields(&self, oid: Oid) -> Option<&[CompositeField]> {
         self.composites.get(&oid).map(|f| &f[..])
