@@ -217,28 +217,36 @@
 //! non-built-in type only by OID, namespace and name. What an enum, a domain, an array or a
 //! range of user types *is* lives in the catalog, so a [`LogicalStream`](crate::LogicalStream)
 //! looks it up itself (automatic type resolution, on by default): when a Type or Relation
-//! message names a type that is neither built in nor registered, the stream reads `pg_type`
-//! and `pg_range` over an ordinary connection made from the same [`Config`](crate::Config)
+//! message names a type that is neither built in nor registered, the stream reads `pg_type`,
+//! `pg_range` and `pg_attribute` over an ordinary connection made from the same
+//! [`Config`](crate::Config)
 //! (opened at the first lookup, reused, closed by [`shutdown`](crate::LogicalStream::shutdown)),
 //! and registers the type, its array type, its multirange, and whatever it is built on (a
-//! domain's base type, a range's subtype, an array's element) — all before the next message is
-//! decoded, so every row after the Relation message that introduced a column decodes with it.
-//! Enums become [`Value::Enum`](crate::Value::Enum), domains their base type's value, arrays,
-//! ranges and multiranges of them the usual variants.
+//! domain's base type, a range's subtype, an array's element, a composite's attribute types) —
+//! all before the rows of that message are handed out, so every row decodes with it. Enums
+//! become [`Value::Enum`](crate::Value::Enum), domains their base type's value, composites
+//! [`Value::Composite`](crate::Value::Composite) (attributes by name), arrays, ranges and
+//! multiranges of them the usual variants.
 //!
 //! * Types created or changed while the stream runs are handled: a new column of a new type
 //!   comes with a new Relation message, which triggers the lookup; a new enum label needs none
 //!   (labels are sent as text in both formats). A type keeps its OID while it exists (one
 //!   dropped and created again gets a new OID), so what was looked up stays valid, across
-//!   reconnects too.
+//!   reconnects too. The exception is a composite type that gains or loses attributes
+//!   (`ALTER TYPE ... ADD ATTRIBUTE`), which `pgoutput` does not announce: a row whose
+//!   attribute count differs from the registered one makes the stream look the type up again
+//!   (once per type and count). Rows written before the change can then no longer be decoded
+//!   (the catalog describes the new shape; reading such a field is a typed error), and a
+//!   change that keeps the count (`ALTER ATTRIBUTE ... TYPE`) is not noticed in text mode
+//!   (binary values carry their attribute types).
 //! * A failed lookup (server unreachable, connection limit reached, timeout after 30 s) does
 //!   not stop the stream: the values stay [`Value::Unknown`](crate::Value::Unknown) (the text
 //!   or bytes as received) and the failure is listed by
 //!   [`type_lookup_failures`](crate::LogicalStream::type_lookup_failures); the next Relation
 //!   or Type message naming the type tries again. A lookup connection the server closed is
 //!   replaced once.
-//! * Not decoded: composite types, base types of extensions (`citext`, `hstore`, ...), and
-//!   arrays whose element delimiter is not a comma. They stay `Value::Unknown`.
+//! * Not decoded: base types of extensions (`citext`, `hstore`, ...) and arrays whose element
+//!   delimiter is not a comma. They stay `Value::Unknown`.
 //! * [`resolve_types(false)`](crate::LogicalStreamBuilder::resolve_types) turns the lookup off
 //!   (no second connection); [`types`](crate::LogicalStreamBuilder::types) gives a
 //!   [`TypeRegistry`](crate::TypeRegistry) of your own, used with or without resolution.

@@ -291,13 +291,14 @@ impl LogicalStreamBuilder {
     }
 
     /// Automatic type resolution (on by default): when a Type or Relation message names a type
-    /// that is neither built in nor registered, the stream looks it up in `pg_type` and
-    /// `pg_range` over an ordinary connection made from the same [`Config`] (opened when
-    /// first needed, reused, closed on shutdown), registers it, its array type, and the types
-    /// it is built on, and decodes its values. A failed lookup does not stop the stream: the
-    /// values stay [`Value::Unknown`](crate::Value::Unknown) and the failure is listed by
-    /// [`LogicalStream::type_lookup_failures`]. Composite types and base types of extensions
-    /// stay `Unknown`. See the [manual](crate::manual#user-defined-types).
+    /// that is neither built in nor registered, the stream looks it up in `pg_type`,
+    /// `pg_range` and `pg_attribute` over an ordinary connection made from the same
+    /// [`Config`] (opened when first needed, reused, closed on shutdown), registers it (enums,
+    /// domains, composites, ranges, multiranges), its array type, and the types it is built
+    /// on, and decodes its values. A failed lookup does not stop the stream: the values stay
+    /// [`Value::Unknown`](crate::Value::Unknown) and the failure is listed by
+    /// [`LogicalStream::type_lookup_failures`]. Base types of extensions stay `Unknown`. See
+    /// the [manual](crate::manual#user-defined-types).
     pub fn resolve_types(mut self, on: bool) -> Self {
         self.resolve_types = on;
         self
