@@ -623,6 +623,9 @@ struct SpillWriter {
     rels: Vec<Arc<Relation>>,
     index: HashMap<usize, u32>,
     scratch: BytesMut,
+    /// The type registry of the latest spilled row (the stream's registry only grows): rows
+    /// read back decode user-defined types with it.
+    types: Option<Arc<walstream_proto::TypeRegistry>>,
 }
 
 impl SpillWriter {
@@ -633,6 +636,7 @@ impl SpillWriter {
             rels: Vec::new(),
             index: HashMap::new(),
             scratch: BytesMut::new(),
+            types: None,
         })
     }
 
@@ -649,6 +653,16 @@ impl SpillWriter {
     }
 
     fn write_event(&mut self, ev: &Event) -> Result<(), Error> {
+        if let Some(types) = ev.kind().row_change().and_then(|c| {
+            c.new
+                .as_ref()
+                .or_else(|| c.old.as_ref().map(OldRow::row))
+                .and_then(crate::row::Row::types)
+        }) {
+            if !self.types.as_ref().is_some_and(|t| Arc::ptr_eq(t, types)) {
+                self.types = Some(Arc::clone(types));
+            }
+        }
         let mut rels = Vec::new();
         let mut change_code = 0u8;
         let msg = match ev.kind() {
@@ -757,6 +771,7 @@ impl SpillWriter {
             input: BufReader::with_capacity(1 << 16, file),
             rels: self.rels,
             aborted,
+            types: self.types,
         })
     }
 }
@@ -778,6 +793,7 @@ struct SpillReader {
     input: BufReader<File>,
     rels: Vec<Arc<Relation>>,
     aborted: HashSet<Xid>,
+    types: Option<Arc<walstream_proto::TypeRegistry>>,
 }
 
 impl SpillReader {
@@ -833,18 +849,18 @@ impl SpillReader {
                     .ok_or_else(|| Error::new(ErrorKind::Spill, "spilled change without relation"))
             };
             let kind = match msg {
-                PgoutputMessage::Insert(m) => {
-                    EventKind::Insert(RowChange::new(need()?, sub_xid, Some(m.new), None))
-                }
-                PgoutputMessage::Update(m) => EventKind::Update(RowChange::new(
-                    need()?,
-                    sub_xid,
-                    Some(m.new),
-                    m.old.as_ref(),
-                )),
-                PgoutputMessage::Delete(m) => {
-                    EventKind::Delete(RowChange::new(need()?, sub_xid, None, Some(&m.old)))
-                }
+                PgoutputMessage::Insert(m) => EventKind::Insert(
+                    RowChange::new(need()?, sub_xid, Some(m.new), None)
+                        .with_types(self.types.clone()),
+                ),
+                PgoutputMessage::Update(m) => EventKind::Update(
+                    RowChange::new(need()?, sub_xid, Some(m.new), m.old.as_ref())
+                        .with_types(self.types.clone()),
+                ),
+                PgoutputMessage::Delete(m) => EventKind::Delete(
+                    RowChange::new(need()?, sub_xid, None, Some(&m.old))
+                        .with_types(self.types.clone()),
+                ),
                 PgoutputMessage::Truncate(t) => EventKind::Truncate(TruncateEvent {
                     relations: rels,
                     options: t.options,
