@@ -537,7 +537,11 @@ pub(crate) async fn run(
             }
             _ => {}
         }
-        stream.set_lsns(lsns(&feedback));
+        // Reported positions matter only for a status update, sent only when the next message
+        // has to be read: refresh them once per read, not per message (a lock each).
+        if !stream.has_buffered_message() {
+            stream.set_lsns(lsns(&feedback));
+        }
         if let Some(r) = stop {
             break r;
         }

@@ -190,6 +190,14 @@ impl ReplicationStream {
         });
     }
 
+    /// Whether the next message is already received (then [`ReplicationStream::next_message`]
+    /// returns it without I/O or a status update). A caller that updates the positions per
+    /// message ([`ReplicationStream::set_lsns`]) can do so only when this is false, i.e. once
+    /// per read from the socket instead of per message.
+    pub fn has_buffered_message(&mut self) -> bool {
+        self.client.core().has_events()
+    }
+
     /// The positions the next status update reports.
     pub fn lsns(&self) -> FeedbackLsns {
         self.lsns
@@ -243,16 +251,20 @@ impl ReplicationStream {
     /// The next message; `Ok(None)` when the server ended the stream (CopyDone, e.g. at the
     /// end of a timeline) — then call [`ReplicationStream::finish`].
     pub async fn next_message(&mut self) -> Result<Option<ReplicationMessage>, Error> {
+        // The clock is read only when the next message is not buffered yet: a read from the
+        // socket (or a wake-up at the status interval) comes first anyway, and the messages
+        // of one read are handed out without a system clock call each.
+        let mut check_clock = !self.client.core().has_events();
         loop {
             if self.server_done {
                 return Ok(None);
             }
-            let now = Instant::now();
-            if self.schedule.is_due(now.into_std()) {
+            if check_clock && self.schedule.is_due(Instant::now().into_std()) {
                 self.send_status_update(false).await?;
             }
             let wake = self.schedule.poll_timeout().map(Instant::from_std);
             let Some(ev) = self.client.next_event(wake).await? else {
+                check_clock = true;
                 continue;
             };
             match ev {

@@ -355,6 +355,12 @@ impl Connection {
         true
     }
 
+    /// Whether an event is queued ([`Connection::poll_event`] would return one).
+    #[must_use]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
