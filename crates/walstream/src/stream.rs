@@ -350,6 +350,7 @@ impl LogicalStreamBuilder {
             snapshot: None,
             pending_client: None,
             resolver: None,
+            snapshot_types: None,
         };
         if initial_snapshot {
             stream.start_snapshot().await?;
@@ -398,6 +399,12 @@ pub struct LogicalStream {
     pending_client: Option<Client>,
     /// Looks up user-defined types (automatic type resolution).
     resolver: Option<TypeResolver>,
+    /// The type registry of the initial snapshot's rows (handed to the decoder afterwards),
+    /// and the relations whose column types were checked.
+    snapshot_types: Option<(
+        std::sync::Arc<walstream_proto::TypeRegistry>,
+        std::collections::HashSet<walstream_proto::Oid>,
+    )>,
 }
 
 /// The initial snapshot running in its own task, feeding a bounded queue.
@@ -491,6 +498,45 @@ impl LogicalStream {
         self.decoder.as_ref().and_then(LogicalDecoder::types)
     }
 
+    /// Gives a snapshot row the type registry, looking up the user-defined types of its
+    /// relation's columns first (once per relation) when resolution is on.
+    async fn type_snapshot_row(&mut self, ev: &mut Event) {
+        use std::sync::Arc;
+        let crate::EventKind::Read(read) = &mut ev.kind else {
+            return;
+        };
+        if !self.settings.resolve_types && self.settings.types.is_none() {
+            return;
+        }
+        let (types, checked) = self.snapshot_types.get_or_insert_with(|| {
+            let types = self.settings.types.clone().unwrap_or_default();
+            (Arc::new(types), std::collections::HashSet::new())
+        });
+        let relation = &read.change.relation;
+        if self.settings.resolve_types && checked.insert(relation.oid) {
+            let wanted: std::collections::BTreeSet<_> = relation
+                .columns
+                .iter()
+                .map(|c| c.type_oid)
+                .filter(|o| !crate::types::is_builtin(*o) && types.get(*o).is_none())
+                .collect();
+            if !wanted.is_empty() {
+                let resolver = self
+                    .resolver
+                    .get_or_insert_with(|| TypeResolver::new(&self.settings.config));
+                let found = resolver.resolve(wanted, Some(types)).await;
+                let registry = Arc::make_mut(types);
+                for (oid, kind) in found.kinds {
+                    registry.register(oid, kind);
+                }
+                for (oid, fields) in found.composites {
+                    registry.register_composite(oid, fields);
+                }
+            }
+        }
+        read.change.refresh_types(&Some(Arc::clone(types)));
+    }
+
     /// Looks up the types the decoder met but does not know, and registers them.
     async fn resolve_types(&mut self) {
         let Some(decoder) = self.decoder.as_mut() else {
@@ -582,7 +628,9 @@ impl LogicalStream {
                     .with_parallel_streaming(self.settings.streaming == Streaming::Parallel);
                 let mut decoder = LogicalDecoder::new(opts, self.feedback.clone())
                     .with_unresolved_type_collection(self.settings.resolve_types);
-                if let Some(types) = &self.settings.types {
+                if let Some((types, _)) = &self.snapshot_types {
+                    decoder = decoder.with_types(types.as_ref().clone());
+                } else if let Some(types) = &self.settings.types {
                     decoder = decoder.with_types(types.clone());
                 }
                 self.decoder = Some(decoder);
@@ -803,7 +851,8 @@ impl LogicalStream {
             ));
         }
         if self.snapshot.is_some() {
-            if let Some(ev) = self.next_snapshot_event().await? {
+            if let Some(mut ev) = self.next_snapshot_event().await? {
+                self.type_snapshot_row(&mut ev).await;
                 return Ok(Some(ev));
             }
             if self.done {
@@ -991,6 +1040,7 @@ mod tests {
             snapshot: None,
             pending_client: None,
             resolver: None,
+            snapshot_types: None,
         };
         let opts = s.plugin_options(4);
         let opts: Vec<(&str, &str)> = opts.iter().map(|(k, v)| (*k, v.as_str())).collect();

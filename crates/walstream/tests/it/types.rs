@@ -861,3 +861,57 @@ fn type_lookup_failure_keeps_the_stream_going() {
         });
     });
 }
+
+/// The initial snapshot's rows are typed like the streamed ones: user types of the snapshot
+/// tables are looked up before their first row is handed out, and the registry carries over
+/// to streaming.
+#[test]
+fn snapshot_rows_resolve_user_types() {
+    for_each_server(|install| {
+        let c = cluster(install, &[]);
+        c.execute(&format!(
+            "{USER_TYPES_SQL} \
+             CREATE TABLE sn (id int PRIMARY KEY, e mood, ea mood[], p price, comp pair); \
+             CREATE PUBLICATION p FOR TABLE sn; \
+             INSERT INTO sn VALUES (1, 'happy', '{{sad,NULL}}', 3.5, ROW(1, 'x y')), \
+                                   (2, NULL, NULL, NULL, NULL);"
+        ))
+        .unwrap();
+        block_on(async {
+            let mut stream = builder(&c, "s_snap", "p")
+                .initial_snapshot(true)
+                .start()
+                .await
+                .unwrap();
+            let mut reads = Vec::new();
+            loop {
+                let ev = crate::util::next(&mut stream).await;
+                match ev.kind() {
+                    EventKind::Read(r) => reads.push(r.row().unwrap().clone()),
+                    EventKind::SnapshotComplete(_) => break,
+                    _ => {}
+                }
+            }
+            reads.sort_by_key(|r| crate::util::int(r, "id"));
+            assert_eq!(reads.len(), 2);
+            let r = &reads[0];
+            assert!(matches!(value(r, "e"), Some(Value::Enum(_))), "{r:?}");
+            assert_eq!(value(r, "ea").unwrap().to_string(), "{sad,NULL}");
+            assert!(matches!(value(r, "p"), Some(Value::Numeric(_))));
+            assert_eq!(value(r, "p").unwrap().to_string(), "3.50");
+            let Some(Value::Composite(comp)) = value(r, "comp") else {
+                panic!("{r:?}")
+            };
+            assert_eq!(comp.get("b").and_then(Value::as_str), Some("x y"));
+            assert_eq!(value(&reads[1], "e"), None);
+            // Streaming after the snapshot decodes them too.
+            c.execute("INSERT INTO sn VALUES (3, 'sad', '{happy}', 1, ROW(2, 'z'))")
+                .unwrap();
+            let r = insert_with_id(&mut stream, 3).await;
+            assert!(matches!(value(&r, "e"), Some(Value::Enum(_))), "{r:?}");
+            assert!(matches!(value(&r, "comp"), Some(Value::Composite(_))));
+            assert!(stream.type_lookup_failures().is_empty());
+            stream.shutdown().await.unwrap();
+        });
+    });
+}
