@@ -247,6 +247,9 @@
 //!   replaced once.
 //! * Not decoded: base types of extensions (`citext`, `hstore`, ...) and arrays whose element
 //!   delimiter is not a comma. They stay `Value::Unknown`.
+//! * Rows of the [initial snapshot](#initial-snapshot) are typed the same way (the types of
+//!   each table are looked up before its first row), and so are changes the
+//!   [`TransactionAssembler`](crate::TransactionAssembler) spilled to disk and reads back.
 //! * [`resolve_types(false)`](crate::LogicalStreamBuilder::resolve_types) turns the lookup off
 //!   (no second connection); [`types`](crate::LogicalStreamBuilder::types) gives a
 //!   [`TypeRegistry`](crate::TypeRegistry) of your own, used with or without resolution.
