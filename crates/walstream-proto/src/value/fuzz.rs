@@ -1,14 +1,15 @@
 //! Fuzzing entry points for the value decoders (reached through `crate::internal`).
 //!
 //! The first two input bytes choose a type OID from the built-in list (or, past its end, a
-//! type the registry knows as an enum, a domain, an array of it, or an unknown OID); the rest
+//! type the registry knows as an enum, a domain, an array of it, a range, a multirange, a
+//! composite, or an unknown OID); the rest
 //! is the value. Oracles: decoding never panics; a decoded value's `Display` (PostgreSQL's text
 //! output) decodes again as text to a value that displays the same; JSON rendering never
 //! panics.
 
 use bytes::Bytes;
 
-use super::{TypeKind, TypeRegistry, Value, ValueFormat, oids};
+use super::{CompositeField, TypeKind, TypeRegistry, Value, ValueFormat, oids};
 use crate::types::Oid;
 
 /// User types the fuzz registry knows, past the end of the built-in list.
@@ -18,13 +19,15 @@ const USER_ARRAY: Oid = Oid(100_003);
 const USER_RANGE: Oid = Oid(100_004);
 const USER_MULTI: Oid = Oid(100_005);
 const UNKNOWN: Oid = Oid(100_006);
-const EXTRA: [Oid; 6] = [
+const USER_COMPOSITE: Oid = Oid(100_007);
+const EXTRA: [Oid; 7] = [
     USER_ENUM,
     USER_DOMAIN,
     USER_ARRAY,
     USER_RANGE,
     USER_MULTI,
     UNKNOWN,
+    USER_COMPOSITE,
 ];
 
 fn registry() -> TypeRegistry {
@@ -39,6 +42,15 @@ fn registry() -> TypeRegistry {
     );
     r.register(USER_RANGE, TypeKind::Range { subtype: Oid::TEXT });
     r.register(USER_MULTI, TypeKind::Multirange { range: USER_RANGE });
+    r.register_composite(
+        USER_COMPOSITE,
+        vec![
+            CompositeField::new("i", Oid::INT4),
+            CompositeField::new("t", Oid::TEXT),
+            CompositeField::new("e", USER_ENUM),
+            CompositeField::new("a", USER_ARRAY),
+        ],
+    );
     r
 }
 
@@ -116,6 +128,7 @@ mod tests {
             b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x17\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x04\x00\x00\x00\x07",
             b"\x01{}", b"\x02\x00\x04\x01\x02\x03\x04", b"\x00\x01\x00\x00\x00\x00\x00\x02\x00\x05",
             b"\xff\xff\xff\xff\xff\xff\xff\xff", b"\x7f\xff\xff\xff\xff\xff\xff\xff\x00\x00\x00\x00",
+            b"(1,\"a b\",x,\"{1.5,NULL}\")", b"(,,,)", b"(1,\"\\\\\"\"\",,)",
         ];
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {
