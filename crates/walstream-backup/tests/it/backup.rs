@@ -522,7 +522,7 @@ fn tar_format_equals_plain_extraction_and_verifies() {
 }
 
 /// Whether the server was built with a compression method (zlib is on unless disabled).
-fn built_with(install: &PgInstall, method: &str) -> bool {
+pub(crate) fn built_with(install: &PgInstall, method: &str) -> bool {
     let out = run(Command::new(install.bin("pg_config")).arg("--configure"));
     match method {
         "gzip" => !out.contains("without-zlib"),

@@ -2,5 +2,6 @@
 
 mod backup;
 mod incremental;
+mod incremental_ts;
 mod pg_archives;
 mod receiver;
