@@ -346,3 +346,209 @@ fn incremental_basebackup_combines_and_starts() {
         assert!(!missing.exists());
     });
 }
+
+/// The `<oid>.tar` archive of a tar-format backup directory: (oid, path).
+fn tablespace_tar(dir: &Path) -> (String, std::path::PathBuf) {
+    let found: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_owned();
+            let oid = name.strip_suffix(".tar")?;
+            oid.parse::<u32>().ok().map(|_| (oid.to_owned(), p.clone()))
+        })
+        .collect();
+    let [one] = found.as_slice() else {
+        panic!(
+            "expected one tablespace archive in {}: {found:?}",
+            dir.display()
+        )
+    };
+    one.clone()
+}
+
+/// Restores a tar-format backup of `dir` the way a user would for pg_combinebackup: GNU
+/// tar extracts base.tar into `data`, the tablespace archive into `ts` and pg_wal.tar
+/// (if any) into `data/pg_wal`; the tablespace_map entry (which names the server's own
+/// location) becomes a pg_tblspc link to `ts`. Both verifiers accept the extracted
+/// backup; then tablespace_map is removed (a server started on it would re-create the
+/// link to the old location; pg_combinebackup needs the link).
+fn extract_tar_backup(dir: &Path, data: &Path, ts: &Path, ts_orig: &Path, c: &Cluster) {
+    let (oid, ts_tar) = tablespace_tar(dir);
+    for (archive, dest) in [(dir.join("base.tar"), data), (ts_tar, ts)] {
+        std::fs::create_dir_all(dest).unwrap();
+        checked(
+            std::process::Command::new("tar")
+                .arg("-xf")
+                .arg(archive)
+                .arg("-C")
+                .arg(dest),
+        );
+    }
+    if dir.join("pg_wal.tar").exists() {
+        checked(
+            std::process::Command::new("tar")
+                .arg("-xf")
+                .arg(dir.join("pg_wal.tar"))
+                .arg("-C")
+                .arg(data.join("pg_wal")),
+        );
+    }
+    let map = std::fs::read_to_string(data.join("tablespace_map")).unwrap();
+    assert_eq!(map.trim(), format!("{oid} {}", ts_orig.display()), "{map}");
+    let link = data.join("pg_tblspc").join(&oid);
+    assert!(
+        !link.exists(),
+        "tar format with a tablespace_map has no links"
+    );
+    std::os::unix::fs::symlink(ts, &link).unwrap();
+    std::fs::copy(dir.join("backup_manifest"), data.join("backup_manifest")).unwrap();
+    let out = run(&["verifybackup", &path_arg(data)]);
+    assert_ok(&out, Some(c));
+    checked(std::process::Command::new(c.install().bin("pg_verifybackup")).arg(data));
+    std::fs::remove_file(data.join("tablespace_map")).unwrap();
+}
+
+#[test]
+fn incremental_tar_basebackup_with_a_tablespace_combines_and_starts() {
+    for_each_server(|install| {
+        if !skip_unless(
+            install.major >= 17,
+            "incremental backups need PostgreSQL 17",
+        ) {
+            return;
+        }
+        let work = tempfile::Builder::new()
+            .prefix("walstream-cli-incr-ts-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let w = work.path();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(w, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let ts_orig = w.join("ts-orig");
+        std::fs::create_dir(&ts_orig).unwrap();
+        if is_root() {
+            checked(
+                std::process::Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&ts_orig),
+            );
+        }
+        let c = Cluster::start(
+            install,
+            ClusterOptions::new().setting("summarize_wal", "on"),
+        )
+        .unwrap();
+        c.execute(&format!(
+            "CREATE TABLESPACE ts1 LOCATION '{}';
+             CREATE TABLE in_ts (id int PRIMARY KEY, v text) TABLESPACE ts1;
+             INSERT INTO in_ts SELECT g, 'a' FROM generate_series(1, 3000) g;",
+            ts_orig.display()
+        ))
+        .unwrap();
+        let conninfo = format!("{} sslmode=disable", c.conninfo(Role::Scram));
+        let full = w.join("full");
+        let out = run(&[
+            "basebackup",
+            "-d",
+            &conninfo,
+            "-D",
+            &path_arg(&full),
+            "-F",
+            "tar",
+            "-X",
+            "fetch",
+            "-c",
+            "fast",
+            "-N",
+        ]);
+        assert_ok(&out, Some(&c));
+
+        c.execute(
+            "UPDATE in_ts SET v = 'b' WHERE id % 5 = 0;
+             INSERT INTO in_ts SELECT g, 'c' FROM generate_series(3001, 3400) g;
+             DELETE FROM in_ts WHERE id % 50 = 1;",
+        )
+        .unwrap();
+        let state = "SELECT count(*) || ':' || sum(id) || ':' || md5(string_agg(v, '' ORDER BY id))
+                     FROM in_ts";
+        let expected = c.psql(state).unwrap().trim().to_owned();
+
+        let incr = w.join("incr");
+        let out = run(&[
+            "basebackup",
+            "-d",
+            &conninfo,
+            "-D",
+            &path_arg(&incr),
+            "-F",
+            "tar",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-N",
+            "-i",
+            &path_arg(&full.join("backup_manifest")),
+        ]);
+        assert_ok(&out, Some(&c));
+        assert!(
+            stdout(&out).contains("incremental backup complete"),
+            "{}",
+            stdout(&out)
+        );
+        c.execute("INSERT INTO in_ts VALUES (99999, 'after')")
+            .unwrap();
+        let (_, incr_ts_tar) = tablespace_tar(&incr);
+        let listing = checked(
+            std::process::Command::new("tar")
+                .arg("-tf")
+                .arg(&incr_ts_tar),
+        );
+        assert!(listing.contains("/INCREMENTAL."), "{listing}");
+
+        let (full_data, full_ts) = (w.join("x-full"), w.join("x-full-ts"));
+        extract_tar_backup(&full, &full_data, &full_ts, &ts_orig, &c);
+        let (incr_data, incr_ts) = (w.join("x-incr"), w.join("x-incr-ts"));
+        extract_tar_backup(&incr, &incr_data, &incr_ts, &ts_orig, &c);
+
+        let combined = w.join("combined");
+        let combined_ts = w.join("combined-ts");
+        checked(
+            std::process::Command::new(install.bin("pg_combinebackup"))
+                .arg("--no-sync")
+                .arg(&full_data)
+                .arg(&incr_data)
+                .arg("-o")
+                .arg(&combined)
+                .arg(format!(
+                    "--tablespace-mapping={}={}",
+                    incr_ts.display(),
+                    combined_ts.display()
+                )),
+        );
+        checked(std::process::Command::new(install.bin("pg_verifybackup")).arg(&combined));
+        let out = run(&["verifybackup", &path_arg(&combined)]);
+        assert_ok(&out, Some(&c));
+        if is_root() {
+            checked(
+                std::process::Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&combined_ts),
+            );
+        }
+        let restored = query_restored(
+            install,
+            &combined,
+            &w.join("sock"),
+            &format!(
+                "SELECT ({state}) || ' ' || (SELECT count(*) FROM in_ts WHERE id = 99999)
+                 || ' ' || (SELECT pg_tablespace_location(oid) FROM pg_tablespace
+                            WHERE spcname = 'ts1')"
+            ),
+        );
+        assert_eq!(restored, format!("{expected} 0 {}", combined_ts.display()));
+    });
+}
