@@ -792,14 +792,34 @@ impl DebeziumEncoder {
         let mut params = String::new();
         // User-defined types: a domain has its base type's schema (the domain's own type
         // modifier is not sent: `numeric` domains are variable-scale), an array of a user type
-        // is an array; enums, ranges and the rest are strings.
+        // is an array; an enum whose labels are known is Debezium's `io.debezium.data.Enum`
+        // string with the labels as `allowed` (array items of an enum are not optional, as
+        // Debezium declares them); ranges and the rest are strings.
         let mut oid = oid;
         for _ in 0..16 {
             match self.types.as_ref().and_then(|t| t.get(oid)) {
                 Some(TypeKind::Domain { base }) => oid = base,
+                Some(TypeKind::Enum) => {
+                    if let Some(labels) = self.types.as_ref().and_then(|t| t.enum_labels(oid)) {
+                        out.push_str("{\"type\":\"string\",\"optional\":");
+                        out.push_str(if optional { "true" } else { "false" });
+                        out.push_str(
+                            ",\"name\":\"io.debezium.data.Enum\",\"version\":1,\"parameters\":{\"allowed\":",
+                        );
+                        json_str(out, &labels.join(","));
+                        out.push('}');
+                        finish_field(out, field);
+                        return;
+                    }
+                    break;
+                }
                 Some(TypeKind::Array { element }) => {
+                    let labelled_enum = self.types.as_ref().is_some_and(|t| {
+                        crate::types::enum_of(t, element)
+                            .is_some_and(|e| t.enum_labels(e).is_some())
+                    });
                     out.push_str("{\"type\":\"array\",\"items\":");
-                    self.write_column_schema(out, element, -1, true, None);
+                    self.write_column_schema(out, element, -1, !labelled_enum, None);
                     let _ = write!(out, ",\"optional\":{optional}");
                     finish_field(out, field);
                     return;
@@ -1195,7 +1215,18 @@ mod tests {
         rel: &Arc<Relation>,
         msgs: Vec<PgoutputMessage>,
     ) -> Vec<DebeziumRecord> {
-        let mut d = LogicalDecoder::new(DecodeOptions::new(1), LsnFeedback::new(Lsn(0)));
+        run_with(TypeRegistry::new(), enc, rel, msgs)
+    }
+
+    /// [`run`] with a type registry for user-defined types.
+    fn run_with(
+        types: TypeRegistry,
+        enc: &mut DebeziumEncoder,
+        rel: &Arc<Relation>,
+        msgs: Vec<PgoutputMessage>,
+    ) -> Vec<DebeziumRecord> {
+        let mut d =
+            LogicalDecoder::new(DecodeOptions::new(1), LsnFeedback::new(Lsn(0))).with_types(types);
         let mut all = vec![
             begin(),
             PgoutputMessage::Relation(RelationMessage {
@@ -1602,6 +1633,75 @@ mod tests {
         let key: Json = serde_json::from_str(recs[0].key.as_deref().unwrap()).unwrap();
         assert_eq!(key["schema"]["name"], "srv.public.t.Key");
         assert_eq!(key["payload"], json!({"i2": 7}));
+    }
+
+    #[test]
+    fn golden_enum_schemas() {
+        let (mood, moods, dmood, dmoods, bare) = (
+            Oid(16_500),
+            Oid(16_501),
+            Oid(16_502),
+            Oid(16_503),
+            Oid(16_504),
+        );
+        let mut types = TypeRegistry::new();
+        types.register_enum(mood, vec!["sad".into(), "happy".into(), "a \"b\"".into()]);
+        types.register(moods, TypeKind::Array { element: mood });
+        types.register(dmood, TypeKind::Domain { base: mood });
+        types.register(dmoods, TypeKind::Array { element: dmood });
+        // Registered without labels (a registry built by hand).
+        types.register(bare, TypeKind::Enum);
+        let rel = relation(&[
+            ("id", Oid::INT4, -1, true),
+            ("e", mood, -1, false),
+            ("ea", moods, -1, false),
+            ("de", dmood, -1, false),
+            ("dea", dmoods, -1, false),
+            ("b", bare, -1, false),
+        ]);
+        let mut o = opts();
+        o.include_schema = true;
+        let row = [
+            Some("1"),
+            Some("happy"),
+            Some("{sad,\"a \\\"b\\\"\"}"),
+            Some("sad"),
+            Some("{}"),
+            Some("x"),
+        ];
+        let recs = run_with(
+            types,
+            &mut DebeziumEncoder::new(o),
+            &rel,
+            vec![insert(&row)],
+        );
+        let v: Json = serde_json::from_str(&recs[0].value).unwrap();
+        assert_eq!(
+            v["payload"]["after"],
+            json!({"id": 1, "e": "happy", "ea": ["sad", "a \"b\""], "de": "sad", "dea": [], "b": "x"})
+        );
+        let after = v["schema"]["fields"][1]["fields"].as_array().unwrap();
+        let by_name = |n: &str| after.iter().find(|f| f["field"] == n).unwrap().clone();
+        let enum_schema = json!({"type": "string", "optional": false, "name": "io.debezium.data.Enum",
+                                 "version": 1, "parameters": {"allowed": "sad,happy,a \"b\""}});
+        let mut e = enum_schema.clone();
+        e["optional"] = json!(true);
+        e["field"] = json!("e");
+        assert_eq!(by_name("e"), e);
+        // A domain over an enum is the enum.
+        e["field"] = json!("de");
+        assert_eq!(by_name("de"), e);
+        // Arrays of enums: items not optional (as Debezium declares them).
+        for name in ["ea", "dea"] {
+            assert_eq!(
+                by_name(name),
+                json!({"type": "array", "items": enum_schema, "optional": true, "field": name})
+            );
+        }
+        assert_eq!(
+            by_name("b"),
+            json!({"type": "string", "optional": true, "field": "b"})
+        );
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct LogicalDecoder {
     /// (composite, attribute count) pairs that already caused a lookup: rows written before
     /// the type was altered do not cause one each.
     composite_rechecks: HashSet<(Oid, usize)>,
+    /// Enum labels not in the registry that caused a lookup (once per type and label).
+    enum_rechecks: HashSet<(Oid, String)>,
     txn: Option<TxnState>,
     streams: HashSet<Xid>,
     skip_through: Lsn,
@@ -81,6 +83,7 @@ impl LogicalDecoder {
             collect_unresolved: false,
             unresolved: BTreeSet::new(),
             composite_rechecks: HashSet::new(),
+            enum_rechecks: HashSet::new(),
             txn: None,
             streams: HashSet::new(),
             skip_through,
@@ -144,16 +147,30 @@ impl LogicalDecoder {
         }
     }
 
-    /// Notes composite columns of `tuple` whose attribute count differs from the registry's
-    /// (the type was altered: `pgoutput` does not describe it again), to be looked up again.
-    fn check_composites(
+    /// Notes columns of `tuple` whose type changed without `pgoutput` describing it again, to
+    /// be looked up again: composites whose attribute count differs from the registry's
+    /// (`ALTER TYPE ... ADD ATTRIBUTE`), enums (and arrays of enums) with a label the
+    /// registry does not list (`ALTER TYPE ... ADD VALUE`). Once per (type, count) and
+    /// (type, label).
+    fn check_user_values(
         &mut self,
         relation: &walstream_proto::pgoutput::Relation,
         tuple: &TupleData,
     ) {
-        let Some(types) = self.types.as_ref().filter(|t| t.has_composites()) else {
+        let Some(types) = self
+            .types
+            .as_ref()
+            .filter(|t| t.has_composites() || t.has_enum_labels())
+            .map(Arc::clone)
+        else {
             return;
         };
+        if types.has_enum_labels() {
+            self.check_enum_labels(&types, relation, tuple);
+        }
+        if !types.has_composites() {
+            return;
+        }
         for (col, value) in relation.columns.iter().zip(tuple.iter()) {
             let Some(fields) = types.composite_fields(col.type_oid) else {
                 continue;
@@ -180,6 +197,63 @@ impl LogicalDecoder {
                 self.unresolved.insert(col.type_oid);
             }
         }
+    }
+
+    /// Notes enum columns (and arrays of enums) holding a label the registry does not list.
+    fn check_enum_labels(
+        &mut self,
+        types: &TypeRegistry,
+        relation: &walstream_proto::pgoutput::Relation,
+        tuple: &TupleData,
+    ) {
+        for (col, value) in relation.columns.iter().zip(tuple.iter()) {
+            let Some(enum_oid) = crate::types::enum_of(types, col.type_oid) else {
+                continue;
+            };
+            let Some(labels) = types.enum_labels(enum_oid) else {
+                continue;
+            };
+            let (format, data) = match value {
+                ColumnValue::Text(b) => (walstream_proto::ValueFormat::Text, b),
+                ColumnValue::Binary(b) => (walstream_proto::ValueFormat::Binary, b),
+                _ => continue,
+            };
+            // Undecodable values are the row's business (its decode error), not a lookup's.
+            let Ok(decoded) = types.decode(col.type_oid, format, data.clone()) else {
+                continue;
+            };
+            let single = [decoded];
+            let values: &[walstream_proto::Value] = match &single[0] {
+                walstream_proto::Value::Array(a) => a.elements(),
+                _ => &single,
+            };
+            for v in values {
+                let walstream_proto::Value::Enum(label) = v else {
+                    continue;
+                };
+                if !labels.iter().any(|l| l == label.as_str())
+                    && self
+                        .enum_rechecks
+                        .insert((enum_oid, label.as_str().to_owned()))
+                {
+                    self.unresolved.insert(enum_oid);
+                }
+            }
+        }
+    }
+
+    /// Registers enum types with their labels in sort order (see
+    /// [`TypeRegistry::register_enum`]).
+    pub fn register_enums(&mut self, entries: impl IntoIterator<Item = (Oid, Vec<String>)>) {
+        let mut entries = entries.into_iter().peekable();
+        if entries.peek().is_none() {
+            return;
+        }
+        let types = Arc::make_mut(self.types.get_or_insert_with(Default::default));
+        for (oid, labels) in entries {
+            types.register_enum(oid, labels);
+        }
+        self.refresh_queued_types();
     }
 
     /// Registers composite types with their attributes (see
@@ -472,7 +546,7 @@ impl LogicalDecoder {
             PgoutputMessage::Insert(m) => {
                 let rel = row_relation(observed)?;
                 if self.collect_unresolved {
-                    self.check_composites(&rel, &m.new);
+                    self.check_user_values(&rel, &m.new);
                 }
                 if !self.skipping() {
                     let ch = RowChange::new(rel, sub_xid, Some(m.new), None).with_types(types);
@@ -482,7 +556,7 @@ impl LogicalDecoder {
             PgoutputMessage::Update(m) => {
                 let rel = row_relation(observed)?;
                 if self.collect_unresolved {
-                    self.check_composites(&rel, &m.new);
+                    self.check_user_values(&rel, &m.new);
                 }
                 if !self.skipping() {
                     let ch =
@@ -936,6 +1010,70 @@ pub(crate) mod tests {
             &mut d,
             &[(0x100, begin(1, 0x180)), (0x100, rel_with(16_600))],
         );
+        assert!(!d.has_unresolved_types());
+    }
+
+    #[test]
+    fn an_enum_label_missing_from_the_registry_is_looked_up_once() {
+        let mut types = TypeRegistry::new();
+        types.register_enum(Oid(16_500), vec!["sad".into(), "happy".into()]);
+        types.register(
+            Oid(16_501),
+            TypeKind::Array {
+                element: Oid(16_500),
+            },
+        );
+        let mut d = decoder(0x10)
+            .with_types(types)
+            .with_unresolved_type_collection(true);
+        let rel = PgoutputMessage::Relation(RelationMessage {
+            xid: None,
+            relation: relation(
+                16384,
+                "t",
+                &[("id", 23, true), ("v", 16_500, false), ("a", 16_501, false)],
+            ),
+        });
+        let ins = |v: &str, a: &str| {
+            PgoutputMessage::Insert(Insert {
+                xid: None,
+                relation_id: Oid(16384),
+                new: tuple(&[Some("1"), Some(v), Some(a)]),
+            })
+        };
+        feed(
+            &mut d,
+            &[
+                (0x100, begin(1, 0x180)),
+                (0x100, rel),
+                (0x110, ins("happy", "{sad,NULL}")),
+            ],
+        );
+        assert!(!d.has_unresolved_types(), "known labels");
+        feed(&mut d, &[(0x120, ins("new", "{}"))]);
+        assert_eq!(
+            d.take_unresolved_types().into_iter().collect::<Vec<_>>(),
+            [Oid(16_500)]
+        );
+        // The same unknown label again (say the lookup did not find it): no new lookup; a
+        // new label in an array: one.
+        feed(&mut d, &[(0x130, ins("new", "{new}"))]);
+        assert!(!d.has_unresolved_types());
+        feed(&mut d, &[(0x140, ins("sad", "{sad,newer}"))]);
+        assert_eq!(
+            d.take_unresolved_types().into_iter().collect::<Vec<_>>(),
+            [Oid(16_500)]
+        );
+        // Registered with the new labels: queued rows see them.
+        d.register_enums([(
+            Oid(16_500),
+            vec!["sad".into(), "happy".into(), "new".into(), "newer".into()],
+        )]);
+        assert_eq!(
+            d.types().unwrap().enum_labels(Oid(16_500)).unwrap().len(),
+            4
+        );
+        feed(&mut d, &[(0x150, ins("newer", "{new}"))]);
         assert!(!d.has_unresolved_types());
     }
 

@@ -525,13 +525,7 @@ impl LogicalStream {
                     .resolver
                     .get_or_insert_with(|| TypeResolver::new(&self.settings.config));
                 let found = resolver.resolve(wanted, Some(types)).await;
-                let registry = Arc::make_mut(types);
-                for (oid, kind) in found.kinds {
-                    registry.register(oid, kind);
-                }
-                for (oid, fields) in found.composites {
-                    registry.register_composite(oid, fields);
-                }
+                found.register_into(Arc::make_mut(types));
             }
         }
         read.change.refresh_types(&Some(Arc::clone(types)));
@@ -552,6 +546,7 @@ impl LogicalStream {
         let found = resolver.resolve(wanted, decoder.types()).await;
         decoder.register_types(found.kinds);
         decoder.register_composites(found.composites);
+        decoder.register_enums(found.enums);
     }
 
     /// The `pgoutput` protocol version in use (known once connected).

@@ -1,8 +1,9 @@
-//! Resolving user-defined types (enums, domains, arrays, ranges, multiranges) from the server's
-//! catalog, for [`LogicalStream`](crate::LogicalStream)'s automatic type resolution.
+//! Resolving user-defined types (enums with their labels, domains, arrays, ranges, multiranges,
+//! composites with their attributes) from the server's catalog, for [`LogicalStream`](crate::LogicalStream)'s automatic type resolution.
 //!
 //! `pgoutput` names a non-built-in type in a Type message (namespace and name only) and lists
-//! its OID in Relation messages; what the type *is* lives in `pg_type` and `pg_range`. The
+//! its OID in Relation messages; what the type *is* lives in `pg_type` and `pg_range` (enum
+//! labels in `pg_enum`, composite attributes in `pg_attribute`). The
 //! [`TypeResolver`] asks for it over an ordinary (non-replication) connection made from the
 //! stream's [`Config`], opened when first needed, reused, and closed with the stream, and turns
 //! the rows into [`TypeKind`]s for the decoder's [`TypeRegistry`](walstream_proto::TypeRegistry).
@@ -65,23 +66,50 @@ pub(crate) struct CatalogType {
     pub(crate) relid: Oid,
 }
 
-/// What a lookup found: registry entries, and composite types with their attributes.
+/// What a lookup found: registry entries, composite types with their attributes, and enum
+/// types with their labels in sort order.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Resolved {
     pub(crate) kinds: Vec<(Oid, TypeKind)>,
     pub(crate) composites: Vec<(Oid, Vec<CompositeField>)>,
+    pub(crate) enums: Vec<(Oid, Vec<String>)>,
+}
+
+impl Resolved {
+    /// Adds everything found to `registry`.
+    pub(crate) fn register_into(self, registry: &mut TypeRegistry) {
+        for (oid, kind) in self.kinds {
+            registry.register(oid, kind);
+        }
+        for (oid, fields) in self.composites {
+            registry.register_composite(oid, fields);
+        }
+        for (oid, labels) in self.enums {
+            registry.register_enum(oid, labels);
+        }
+    }
+}
+
+/// The catalog facts one lookup round fetched: `pg_type` rows, the attributes of the
+/// composites among them (by `typrelid`) and the labels of the enums (by type OID).
+#[derive(Debug, Default)]
+pub(crate) struct CatalogRows {
+    pub(crate) types: Vec<CatalogType>,
+    pub(crate) attributes: HashMap<Oid, Vec<CompositeField>>,
+    pub(crate) labels: HashMap<Oid, Vec<String>>,
 }
 
 /// What the catalog rows say, as registry entries; OIDs the rows refer to that are neither
 /// built in, nor in `known`, nor described by the rows are returned too (look them up next).
 pub(crate) fn kinds_from_rows(
-    rows: &[CatalogType],
-    attributes: &HashMap<Oid, Vec<CompositeField>>,
+    catalog: &CatalogRows,
     known: &dyn Fn(Oid) -> bool,
 ) -> (Resolved, BTreeSet<Oid>) {
+    let (rows, attributes) = (&catalog.types, &catalog.attributes);
     let by_oid: HashMap<Oid, &CatalogType> = rows.iter().map(|r| (r.oid, r)).collect();
     let mut out = Vec::new();
     let mut composites = Vec::new();
+    let mut enums = Vec::new();
     let mut refs = Vec::new();
     for r in rows {
         let kind = match r.typtype {
@@ -91,7 +119,13 @@ pub(crate) fn kinds_from_rows(
                 composites.push((r.oid, fields.clone()));
                 TypeKind::Composite
             }),
-            b'e' => Some(TypeKind::Enum),
+            // An enum, with its labels when they were read (an enum without labels is
+            // possible: `CREATE TYPE e AS ENUM ()`).
+            b'e' => {
+                let labels = catalog.labels.get(&r.oid).cloned().unwrap_or_default();
+                enums.push((r.oid, labels));
+                Some(TypeKind::Enum)
+            }
             b'd' if r.basetype.0 != 0 => Some(TypeKind::Domain { base: r.basetype }),
             b'r' if r.range_subtype.0 != 0 => Some(TypeKind::Range {
                 subtype: r.range_subtype,
@@ -121,7 +155,7 @@ pub(crate) fn kinds_from_rows(
             TypeKind::Array { element } => refs.push(element),
             _ => {}
         }
-        if kind != TypeKind::Composite {
+        if !matches!(kind, TypeKind::Composite | TypeKind::Enum) {
             out.push((r.oid, kind));
         }
         // The type's own array, when its elements are comma-delimited.
@@ -137,6 +171,7 @@ pub(crate) fn kinds_from_rows(
         .iter()
         .map(|(o, _)| *o)
         .chain(composites.iter().map(|(o, _)| *o))
+        .chain(enums.iter().map(|(o, _)| *o))
         .collect();
     let missing = refs
         .into_iter()
@@ -147,6 +182,7 @@ pub(crate) fn kinds_from_rows(
         Resolved {
             kinds: out,
             composites,
+            enums,
         },
         missing,
     )
@@ -173,6 +209,25 @@ pub(crate) fn composite_text_arity(text: &[u8]) -> Option<usize> {
         }
     }
     Some(count)
+}
+
+/// The enum type whose labels values of `oid` hold: `oid` itself, the enum under a domain, or
+/// the element enum of an array (of an enum or of a domain over one).
+pub(crate) fn enum_of(types: &TypeRegistry, oid: Oid) -> Option<Oid> {
+    let mut oid = oid;
+    let mut in_array = false;
+    for _ in 0..16 {
+        match types.get(oid)? {
+            TypeKind::Enum => return Some(oid),
+            TypeKind::Domain { base } => oid = base,
+            TypeKind::Array { element } if !in_array => {
+                in_array = true;
+                oid = element;
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// True for the types walstream-proto decodes without a registry.
@@ -246,6 +301,31 @@ fn attributes_sql(relids: &BTreeSet<Oid>) -> String {
     )
 }
 
+/// The labels of the enum types `oids`, in sort order (numbers only).
+fn labels_sql(oids: &BTreeSet<Oid>) -> String {
+    let list = oids
+        .iter()
+        .map(|o| o.0.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "SELECT e.enumtypid, e.enumlabel FROM pg_catalog.pg_enum e \
+         WHERE e.enumtypid = ANY ('{{{list}}}'::oid[]) ORDER BY e.enumtypid, e.enumsortorder"
+    )
+}
+
+fn parse_labels(rows: &[walstream_conn::Row]) -> Result<HashMap<Oid, Vec<String>>, Error> {
+    let mut out: HashMap<Oid, Vec<String>> = HashMap::new();
+    for row in rows {
+        let oid = row.get(0).and_then(|s| s.parse::<u32>().ok()).map(Oid);
+        let (Some(oid), Some(label)) = (oid, row.get(1)) else {
+            return Err(Error::protocol("type lookup: unexpected row from pg_enum"));
+        };
+        out.entry(oid).or_default().push(label.to_owned());
+    }
+    Ok(out)
+}
+
 fn parse_attributes(
     rows: &[walstream_conn::Row],
 ) -> Result<HashMap<Oid, Vec<CompositeField>>, Error> {
@@ -311,32 +391,33 @@ impl TypeResolver {
             if wanted.is_empty() {
                 break;
             }
-            let (rows, attributes) =
-                match tokio::time::timeout(LOOKUP_TIMEOUT, self.query(&wanted)).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => {
-                        self.fail(&wanted, e.kind(), e.to_string());
-                        break;
-                    }
-                    Err(_) => {
-                        self.fail(
-                            &wanted,
-                            ErrorKind::Connection,
-                            format!("type lookup timed out after {LOOKUP_TIMEOUT:?}"),
-                        );
-                        break;
-                    }
-                };
+            let catalog = match tokio::time::timeout(LOOKUP_TIMEOUT, self.query(&wanted)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    self.fail(&wanted, e.kind(), e.to_string());
+                    break;
+                }
+                Err(_) => {
+                    self.fail(
+                        &wanted,
+                        ErrorKind::Connection,
+                        format!("type lookup timed out after {LOOKUP_TIMEOUT:?}"),
+                    );
+                    break;
+                }
+            };
             let seen: BTreeSet<Oid> = found
                 .kinds
                 .iter()
                 .map(|(o, _)| *o)
                 .chain(found.composites.iter().map(|(o, _)| *o))
+                .chain(found.enums.iter().map(|(o, _)| *o))
                 .collect();
             let known_now = |o: Oid| known.is_some_and(|t| t.get(o).is_some()) || seen.contains(&o);
-            let (more, missing) = kinds_from_rows(&rows, &attributes, &known_now);
+            let (more, missing) = kinds_from_rows(&catalog, &known_now);
             found.kinds.extend(more.kinds);
             found.composites.extend(more.composites);
+            found.enums.extend(more.enums);
             wanted = missing;
         }
         found
@@ -355,11 +436,9 @@ impl TypeResolver {
         });
     }
 
-    /// The catalog rows of `oids`, and the attributes of the composite types among them.
-    async fn query(
-        &mut self,
-        oids: &BTreeSet<Oid>,
-    ) -> Result<(Vec<CatalogType>, HashMap<Oid, Vec<CompositeField>>), Error> {
+    /// The catalog rows of `oids`, the attributes of the composite types among them and the
+    /// labels of the enums.
+    async fn query(&mut self, oids: &BTreeSet<Oid>) -> Result<CatalogRows, Error> {
         // A reused connection may have been closed by the server meanwhile (idle timeout,
         // terminated backend, restart): on any failure it is replaced once.
         if let Some(client) = self.client.as_mut().filter(|c| c.is_usable()) {
@@ -376,22 +455,34 @@ impl TypeResolver {
         found
     }
 
-    async fn query_on(
-        client: &mut Client,
-        oids: &BTreeSet<Oid>,
-    ) -> Result<(Vec<CatalogType>, HashMap<Oid, Vec<CompositeField>>), Error> {
+    async fn query_on(client: &mut Client, oids: &BTreeSet<Oid>) -> Result<CatalogRows, Error> {
         let rows = client.simple_query(&lookup_sql(oids)).await?;
-        let rows = rows.iter().map(parse_row).collect::<Result<Vec<_>, _>>()?;
-        let relids: BTreeSet<Oid> = rows
+        let types = rows.iter().map(parse_row).collect::<Result<Vec<_>, _>>()?;
+        let relids: BTreeSet<Oid> = types
             .iter()
             .filter(|r| r.typtype == b'c' && r.relid.0 != 0)
             .map(|r| r.relid)
             .collect();
-        if relids.is_empty() {
-            return Ok((rows, HashMap::new()));
-        }
-        let attrs = client.simple_query(&attributes_sql(&relids)).await?;
-        Ok((rows, parse_attributes(&attrs)?))
+        let enum_oids: BTreeSet<Oid> = types
+            .iter()
+            .filter(|r| r.typtype == b'e')
+            .map(|r| r.oid)
+            .collect();
+        let attributes = if relids.is_empty() {
+            HashMap::new()
+        } else {
+            parse_attributes(&client.simple_query(&attributes_sql(&relids)).await?)?
+        };
+        let labels = if enum_oids.is_empty() {
+            HashMap::new()
+        } else {
+            parse_labels(&client.simple_query(&labels_sql(&enum_oids)).await?)?
+        };
+        Ok(CatalogRows {
+            types,
+            attributes,
+            labels,
+        })
     }
 
     /// Closes the connection, if open.
@@ -443,12 +534,30 @@ mod tests {
             array: Oid(502),
             ..row(500, b'r')
         };
-        let (found, missing) =
-            kinds_from_rows(&[mood, dom, dom_on_dom, rng], &HashMap::new(), &|o: Oid| {
-                o == Oid(999)
-            });
+        let catalog = CatalogRows {
+            types: vec![mood, dom, dom_on_dom, rng],
+            labels: [(Oid(100), vec!["sad".to_owned(), "happy".to_owned()])].into(),
+            ..CatalogRows::default()
+        };
+        let (found, missing) = kinds_from_rows(&catalog, &|o: Oid| o == Oid(999));
+        assert_eq!(
+            found.enums,
+            [(Oid(100), vec!["sad".to_owned(), "happy".to_owned()])]
+        );
+        let mut registry = TypeRegistry::new();
+        Resolved {
+            kinds: found.kinds.clone(),
+            composites: vec![],
+            enums: found.enums,
+        }
+        .register_into(&mut registry);
+        assert_eq!(registry.get(Oid(100)), Some(TypeKind::Enum));
+        assert_eq!(registry.enum_labels(Oid(100)).unwrap(), ["sad", "happy"]);
         let kinds: HashMap<Oid, TypeKind> = found.kinds.into_iter().collect();
-        assert_eq!(kinds[&Oid(100)], TypeKind::Enum);
+        assert!(
+            !kinds.contains_key(&Oid(100)),
+            "enums are registered with labels"
+        );
         assert_eq!(kinds[&Oid(101)], TypeKind::Array { element: Oid(100) });
         assert_eq!(kinds[&Oid(200)], TypeKind::Domain { base: Oid(1700) });
         assert_eq!(kinds[&Oid(201)], TypeKind::Array { element: Oid(200) });
@@ -484,11 +593,11 @@ mod tests {
             elem: Oid(701),
             ..row(40, b'b')
         };
-        let (found, missing) = kinds_from_rows(
-            &[composite, ext_base, semi, semi_array, pointish],
-            &HashMap::new(),
-            &|_| false,
-        );
+        let catalog = CatalogRows {
+            types: vec![composite, ext_base, semi, semi_array, pointish],
+            ..CatalogRows::default()
+        };
+        let (found, missing) = kinds_from_rows(&catalog, &|_| false);
         assert_eq!(found, Resolved::default());
         assert!(missing.is_empty());
     }
@@ -506,7 +615,12 @@ mod tests {
             CompositeField::new("k", Oid(40)),
         ];
         let attrs: HashMap<Oid, Vec<CompositeField>> = [(Oid(22), fields.clone())].into();
-        let (found, missing) = kinds_from_rows(&[pair], &attrs, &|o: Oid| o == Oid(40));
+        let catalog = CatalogRows {
+            types: vec![pair],
+            attributes: attrs,
+            ..CatalogRows::default()
+        };
+        let (found, missing) = kinds_from_rows(&catalog, &|o: Oid| o == Oid(40));
         assert_eq!(found.composites, [(Oid(20), fields)]);
         assert_eq!(
             found.kinds,
@@ -535,5 +649,11 @@ mod tests {
     fn lookup_sql_lists_oids_only() {
         let sql = lookup_sql(&[Oid(16_385), Oid(7)].into_iter().collect());
         assert!(sql.contains("'{7,16385}'::oid[]"), "{sql}");
+        let sql = labels_sql(&[Oid(16_385), Oid(7)].into_iter().collect());
+        assert!(sql.contains("'{7,16385}'::oid[]"), "{sql}");
+        assert!(
+            sql.contains("ORDER BY e.enumtypid, e.enumsortorder"),
+            "{sql}"
+        );
     }
 }

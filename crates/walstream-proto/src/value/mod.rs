@@ -276,6 +276,7 @@ pub trait TypeLookup {
 pub struct TypeRegistry {
     kinds: HashMap<Oid, TypeKind>,
     composites: HashMap<Oid, Arc<[CompositeField]>>,
+    enum_labels: HashMap<Oid, Arc<[String]>>,
 }
 
 impl TypeRegistry {
@@ -284,14 +285,41 @@ impl TypeRegistry {
         Self::default()
     }
 
-    /// Records what `oid` is, replacing an earlier entry.
+    /// Records what `oid` is, replacing an earlier entry. Enum labels registered with
+    /// [`register_enum`](Self::register_enum) are kept while `oid` stays an enum.
     pub fn register(&mut self, oid: Oid, kind: TypeKind) {
+        if kind != TypeKind::Enum {
+            self.enum_labels.remove(&oid);
+        }
+        if kind != TypeKind::Composite {
+            self.composites.remove(&oid);
+        }
         self.kinds.insert(oid, kind);
+    }
+
+    /// Records enum type `oid` with its labels in sort order (`pg_enum.enumsortorder`),
+    /// replacing an earlier entry. Values decode as [`Value::Enum`] whatever the labels; they
+    /// are what output formats list as the allowed values (Debezium's `io.debezium.data.Enum`).
+    pub fn register_enum(&mut self, oid: Oid, labels: Vec<String>) {
+        self.composites.remove(&oid);
+        self.kinds.insert(oid, TypeKind::Enum);
+        self.enum_labels.insert(oid, labels.into());
+    }
+
+    /// The labels of enum type `oid` in sort order, if registered with them.
+    pub fn enum_labels(&self, oid: Oid) -> Option<&[String]> {
+        self.enum_labels.get(&oid).map(|l| &l[..])
+    }
+
+    /// True when any enum type is registered with its labels.
+    pub fn has_enum_labels(&self) -> bool {
+        !self.enum_labels.is_empty()
     }
 
     /// Records composite type `oid` with its attributes (dropped ones left out, in `attnum`
     /// order), replacing an earlier entry.
     pub fn register_composite(&mut self, oid: Oid, fields: Vec<CompositeField>) {
+        self.enum_labels.remove(&oid);
         self.kinds.insert(oid, TypeKind::Composite);
         self.composites.insert(oid, fields.into());
     }
@@ -299,6 +327,7 @@ impl TypeRegistry {
     /// Forgets `oid`.
     pub fn remove(&mut self, oid: Oid) -> Option<TypeKind> {
         self.composites.remove(&oid);
+        self.enum_labels.remove(&oid);
         self.kinds.remove(&oid)
     }
 
@@ -627,4 +656,35 @@ impl fmt::Display for Value {
 /// Every built-in type OID [`decode_value`] knows (scalars, arrays, ranges, multiranges).
 pub fn builtin_type_oids() -> &'static [Oid] {
     oids::ALL
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[test]
+    fn enum_labels_follow_the_kind() {
+        let mut r = TypeRegistry::new();
+        assert!(!r.has_enum_labels());
+        r.register_enum(Oid(100), vec!["sad".into(), "happy".into()]);
+        assert_eq!(r.get(Oid(100)), Some(TypeKind::Enum));
+        assert_eq!(r.enum_labels(Oid(100)).unwrap(), ["sad", "happy"]);
+        assert!(r.has_enum_labels());
+        // Registering it as an enum again keeps the labels; a new list replaces them.
+        r.register(Oid(100), TypeKind::Enum);
+        assert_eq!(r.enum_labels(Oid(100)).unwrap(), ["sad", "happy"]);
+        r.register_enum(Oid(100), vec!["sad".into(), "ok".into(), "happy".into()]);
+        assert_eq!(r.enum_labels(Oid(100)).unwrap(), ["sad", "ok", "happy"]);
+        // Labels do not change decoding: any label is an enum value.
+        let v = r.decode(Oid(100), ValueFormat::Text, "new".into()).unwrap();
+        assert_eq!(v, Value::Enum(String::from("new").into()));
+        // Another kind, or removal, forgets them.
+        r.register(Oid(100), TypeKind::Domain { base: Oid::TEXT });
+        assert_eq!(r.enum_labels(Oid(100)), None);
+        r.register_enum(Oid(101), vec![]);
+        assert_eq!(r.enum_labels(Oid(101)), Some(&[][..]));
+        r.remove(Oid(101));
+        assert_eq!(r.enum_labels(Oid(101)), None);
+        assert!(!r.has_enum_labels());
+    }
 }
