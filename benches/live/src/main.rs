@@ -68,8 +68,8 @@ struct RunArgs {
         default_value = "narrow,wide,text2k,mixed,bigtx"
     )]
     scenarios: Vec<String>,
-    /// Clients, comma-separated: cli, typed, raw, recvlogical (and before, with
-    /// --before-cli).
+    /// Clients, comma-separated: cli, typed, raw, recvlogical, nobatch (the CLI with
+    /// `--batch-latency 0`), and before (with --before-cli).
     #[arg(
         long,
         value_delimiter = ',',
@@ -99,6 +99,8 @@ struct RunArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Client {
     Cli,
+    /// The CLI with batched reads off (`--batch-latency 0`).
+    CliNoBatch,
     CliBefore,
     Typed,
     Raw,
@@ -109,6 +111,7 @@ impl Client {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Cli => "walstream tail -f none",
+            Self::CliNoBatch => "walstream tail --batch-latency 0",
             Self::CliBefore => "walstream tail (before)",
             Self::Typed => "walstream lib typed",
             Self::Raw => "walstream lib raw",
@@ -119,6 +122,7 @@ impl Client {
     fn parse(s: &str) -> Option<Self> {
         match s {
             "cli" => Some(Self::Cli),
+            "nobatch" => Some(Self::CliNoBatch),
             "before" => Some(Self::CliBefore),
             "typed" => Some(Self::Typed),
             "raw" => Some(Self::Raw),
@@ -307,17 +311,20 @@ fn command(
     let rows = p.rows.to_string();
     let streamed = p.scenario.streamed();
     Ok(match client {
-        Client::Cli | Client::CliBefore => {
-            let binary = if client == Client::Cli {
-                env.cli.as_ref().ok_or("no CLI binary")?
-            } else {
+        Client::Cli | Client::CliNoBatch | Client::CliBefore => {
+            let binary = if client == Client::CliBefore {
                 env.before_cli
                     .as_ref()
                     .ok_or("--before-cli is needed for client before")?
+            } else {
+                env.cli.as_ref().ok_or("no CLI binary")?
             };
             let mut c = Command::new(binary);
             c.args(["tail", "-d", conninfo, "-S", slot, "-P", &publication])
                 .args(["-f", "none", "--endpos", &p.endpos]);
+            if client == Client::CliNoBatch {
+                c.args(["--batch-latency", "0"]);
+            }
             if streamed {
                 c.args(["--proto-version", "2", "--streaming", "on"]);
             }
@@ -464,7 +471,7 @@ fn bench(args: &RunArgs) -> Result<(), BoxError> {
         }
     }
     let install = install(args)?;
-    let cli = if clients.contains(&Client::Cli) {
+    let cli = if clients.contains(&Client::Cli) || clients.contains(&Client::CliNoBatch) {
         Some(cli_binary(args)?)
     } else {
         None
@@ -517,6 +524,16 @@ fn bench(args: &RunArgs) -> Result<(), BoxError> {
         drop_slot(&cluster, &scenario.base_slot())?;
     }
     let mut out = report::table(&results);
+    out.push_str(&report::comparison_table(
+        &results,
+        Client::Cli,
+        Client::CliBefore,
+    ));
+    out.push_str(&report::comparison_table(
+        &results,
+        Client::Cli,
+        Client::CliNoBatch,
+    ));
     if args.streams > 0 {
         let s = scale_test(&env, args)?;
         out.push_str(&report::scale_table(&s));

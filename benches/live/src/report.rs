@@ -163,6 +163,60 @@ pub(crate) fn table(results: &[RunResult]) -> String {
     out
 }
 
+/// Before/after: per (scenario, transport), the medians of `after` over those of `before`
+/// (empty when no scenario has both).
+pub(crate) fn comparison_table(results: &[RunResult], after: Client, before: Client) -> String {
+    let mut out = String::new();
+    let mut keys: Vec<(Scenario, Transport)> = Vec::new();
+    for r in results {
+        if !keys.contains(&(r.scenario, r.transport)) {
+            keys.push((r.scenario, r.transport));
+        }
+    }
+    for (scenario, transport) in keys {
+        let of = |client: Client| -> Vec<&RunResult> {
+            results
+                .iter()
+                .filter(|r| {
+                    r.scenario == scenario && r.transport == transport && r.client == client
+                })
+                .collect()
+        };
+        let (a, b) = (of(after), of(before));
+        if a.is_empty() || b.is_empty() {
+            continue;
+        }
+        let (a, b) = (summarize(&a), summarize(&b));
+        if out.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n`{}` against `{}` (medians, same alternation):\n\n\
+                 | scenario | transport | events/s after ÷ before | client CPU per event after ÷ \
+                 before | walsender CPU per event after ÷ before |\n|---|---|---:|---:|---:|",
+                after.name(),
+                before.name()
+            );
+        }
+        let ratio = |x: f64, y: f64| {
+            if y > 0.0 {
+                format!("{:.2}×", x / y)
+            } else {
+                "—".to_owned()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            scenario.name(),
+            transport.name(),
+            ratio(a.events_per_s, b.events_per_s),
+            ratio(a.cpu_per_m, b.cpu_per_m),
+            ratio(a.walsender_per_m, b.walsender_per_m),
+        );
+    }
+    out
+}
+
 /// The scale test's figures.
 #[derive(Debug, Clone)]
 pub(crate) struct ScaleResult {
