@@ -59,6 +59,12 @@ impl DeserializeError {
         self
     }
 
+    /// Puts `attribute` (of a composite value) in front of the message.
+    fn in_attribute(mut self, attribute: &str) -> Self {
+        self.message = format!("attribute {attribute:?}: {}", self.message);
+        self
+    }
+
     /// The column the failure is about, if any.
     pub fn column(&self) -> Option<&str> {
         self.column.as_deref()
@@ -224,13 +230,21 @@ impl Row {
     /// | `Option<T>` | NULL → `None`, else `Some` |
     /// | `Vec<u8>`, bytes | `bytea` (also text as UTF-8 bytes) |
     /// | `Vec<T>` | arrays (nested `Vec`s for more dimensions) |
+    /// | struct, map | composite values, attributes **by name** (nested composites, arrays of composites as `Vec<struct>`) |
+    /// | tuple, tuple struct, `Vec<T>` | composite values, attributes **by position** |
     /// | unit enum variants | enum labels and text, by name |
     /// | `serde_json::Value` and any type from JSON | `json`, `jsonb` (parsed with serde_json) |
     /// | [`Toasted<T>`] | an unchanged TOAST value → `Unchanged`, else `Value(T)` |
     ///
+    /// Values of user-defined types need the stream's type registry (a
+    /// [`LogicalStream`](crate::LogicalStream) resolves them by default): a domain reads as
+    /// its base type, an enum as its label, a composite as above. Errors inside a composite
+    /// name the attribute: `column "addr": attribute "zip": ...`.
+    ///
     /// `deserialize_any` (e.g. `serde_json::Value` from a non-JSON column) gives numbers for
-    /// numeric types, strings for text, sequences of bytes for `bytea`, sequences for arrays, and text for
-    /// the rest (`numeric` too, exact, so `rust_decimal::Decimal` works).
+    /// numeric types, strings for text, sequences of bytes for `bytea`, sequences for arrays,
+    /// maps for composites, and text for the rest (`numeric` too, exact, so
+    /// `rust_decimal::Decimal` works).
     ///
     /// ```
     /// # use walstream::Row;
@@ -575,6 +589,7 @@ fn type_name(v: &Value) -> &'static str {
         Value::Array(_) => "array",
         Value::Range(_) => "range",
         Value::Multirange(_) => "multirange",
+        Value::Composite(_) => "composite",
         _ => "value of an unknown type",
     }
 }
@@ -732,6 +747,7 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de> {
             Value::Float4(f) => visitor.visit_f32(*f),
             Value::Float8(f) => visitor.visit_f64(*f),
             Value::Bytea(_) | Value::Array(_) => self.deserialize_seq(visitor),
+            Value::Composite(c) => visitor.visit_map(CompositeMap::new(c)),
             other => visitor.visit_string(text_form(other).into_owned()),
         }
     }
@@ -880,6 +896,21 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de> {
                 seq.end()?;
                 Ok(v)
             }
+            Value::Composite(c) => {
+                let mut seq = CompositeSeq {
+                    attributes: Attributes::new(c),
+                };
+                let v = visitor.visit_seq(&mut seq)?;
+                let left = seq.attributes.left();
+                if left > 0 {
+                    return Err(DeserializeError::new(format!(
+                        "the composite value has {} attributes, {left} more than the target \
+                         type takes",
+                        c.values().len()
+                    )));
+                }
+                Ok(v)
+            }
             _ => Err(self.mismatch("a sequence")),
         }
     }
@@ -902,6 +933,9 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de> {
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        if let Value::Composite(c) = self.value {
+            return visitor.visit_map(CompositeMap::new(c));
+        }
         match self.json() {
             Some(text) => json_forward(text, |d| d.deserialize_map(visitor)),
             None => Err(self.mismatch("a map")),
@@ -914,6 +948,9 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
+        if let Value::Composite(c) = self.value {
+            return visitor.visit_map(CompositeMap::new(c));
+        }
         match self.json() {
             Some(text) => json_forward(text, |d| d.deserialize_struct(name, fields, visitor)),
             None => Err(self.mismatch(name)),
@@ -941,6 +978,100 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de> {
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         visitor.visit_unit()
+    }
+}
+
+/// A composite value's attributes, one at a time.
+struct Attributes<'a> {
+    composite: &'a walstream_proto::PgComposite,
+    next: usize,
+}
+
+impl<'a> Attributes<'a> {
+    fn new(composite: &'a walstream_proto::PgComposite) -> Self {
+        Self { composite, next: 0 }
+    }
+
+    fn next(&mut self) -> Option<(&'a str, &'a Value)> {
+        let name = self.composite.fields().get(self.next)?;
+        let value = self.composite.values().get(self.next)?;
+        self.next += 1;
+        Some((name.name.as_str(), value))
+    }
+
+    fn left(&self) -> usize {
+        self.composite.values().len().saturating_sub(self.next)
+    }
+}
+
+/// A composite value's attributes by name (into a struct or map).
+struct CompositeMap<'a> {
+    attributes: Attributes<'a>,
+    pending: Option<(&'a str, &'a Value)>,
+}
+
+impl<'a> CompositeMap<'a> {
+    fn new(composite: &'a walstream_proto::PgComposite) -> Self {
+        Self {
+            attributes: Attributes::new(composite),
+            pending: None,
+        }
+    }
+}
+
+impl<'de> MapAccess<'de> for CompositeMap<'de> {
+    type Error = DeserializeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let Some((name, value)) = self.attributes.next() else {
+            return Ok(None);
+        };
+        self.pending = Some((name, value));
+        seed.deserialize(BorrowedStrDeserializer::new(name))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        let (name, value) = self.pending.take().ok_or_else(|| {
+            DeserializeError::new("a value was asked for before its attribute name")
+        })?;
+        seed.deserialize(ValueDeserializer { value })
+            .map_err(|e| e.in_attribute(name))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.attributes.left())
+    }
+}
+
+/// A composite value's attributes by position (into a tuple or sequence).
+struct CompositeSeq<'a> {
+    attributes: Attributes<'a>,
+}
+
+impl<'de> SeqAccess<'de> for CompositeSeq<'de> {
+    type Error = DeserializeError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Self::Error> {
+        let Some((name, value)) = self.attributes.next() else {
+            return Ok(None);
+        };
+        seed.deserialize(ValueDeserializer { value })
+            .map(Some)
+            .map_err(|e| e.in_attribute(name))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.attributes.left())
     }
 }
 
@@ -1268,6 +1399,167 @@ mod tests {
         let r = row(&[("doc", 3802)], &[Some("[1,2] x")]);
         let err = r.deserialize::<(serde_json::Value,)>().unwrap_err();
         assert!(err.message().contains("JSON"), "{err}");
+    }
+
+    /// A registry with enum `mood` (16500), composite `pair` (16510: a int4, b text, m mood,
+    /// tags text[]), its array (16511), composite `outer` (16520: p pair, n numeric domain)
+    /// and the domain `price` (16530, over numeric).
+    fn user_types() -> Arc<walstream_proto::TypeRegistry> {
+        use walstream_proto::{CompositeField, Oid, TypeKind, TypeRegistry};
+        let mut t = TypeRegistry::new();
+        t.register_enum(Oid(16_500), vec!["sad".into(), "happy".into()]);
+        t.register_composite(
+            Oid(16_510),
+            vec![
+                CompositeField::new("a", Oid::INT4),
+                CompositeField::new("b", Oid::TEXT),
+                CompositeField::new("m", Oid(16_500)),
+                CompositeField::new("tags", Oid::TEXT_ARRAY),
+            ],
+        );
+        t.register(
+            Oid(16_511),
+            TypeKind::Array {
+                element: Oid(16_510),
+            },
+        );
+        t.register(Oid(16_530), TypeKind::Domain { base: Oid::NUMERIC });
+        t.register_composite(
+            Oid(16_520),
+            vec![
+                CompositeField::new("p", Oid(16_510)),
+                CompositeField::new("n", Oid(16_530)),
+            ],
+        );
+        Arc::new(t)
+    }
+
+    fn typed_row(cols: &[(&str, u32)], vals: &[Option<&str>]) -> Row {
+        row(cols, vals).with_types(Some(user_types()))
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Pair {
+        b: Option<String>,
+        a: i32,
+        m: Mood,
+        tags: Vec<Option<String>>,
+    }
+
+    #[test]
+    fn composites_into_structs_tuples_and_vecs() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Outer {
+            n: f64,
+            p: Pair,
+        }
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Cols {
+            pair: Pair,
+            pairs: Vec<Pair>,
+            outer: Outer,
+            price: String,
+            mood: Mood,
+        }
+        let r = typed_row(
+            &[
+                ("pair", 16_510),
+                ("pairs", 16_511),
+                ("outer", 16_520),
+                ("price", 16_530),
+                ("mood", 16_500),
+            ],
+            &[
+                Some(r#"(1,"x y",happy,"{a,NULL}")"#),
+                Some(r#"{"(2,,sad,{})","(3,z,happy,\"{\"\"b c\"\"}\")"}"#),
+                Some(r#"("(4,w,sad,{})",12.50)"#),
+                Some("99.95"),
+                Some("sad"),
+            ],
+        );
+        let pair = |a, b: Option<&str>, m, tags: &[Option<&str>]| Pair {
+            a,
+            b: b.map(str::to_owned),
+            m,
+            tags: tags.iter().map(|t| t.map(str::to_owned)).collect(),
+        };
+        let cols: Cols = r.deserialize().unwrap();
+        assert_eq!(
+            cols,
+            Cols {
+                pair: pair(1, Some("x y"), Mood::Happy, &[Some("a"), None]),
+                pairs: vec![
+                    pair(2, None, Mood::Sad, &[]),
+                    pair(3, Some("z"), Mood::Happy, &[Some("b c")]),
+                ],
+                outer: Outer {
+                    n: 12.5,
+                    p: pair(4, Some("w"), Mood::Sad, &[]),
+                },
+                price: "99.95".into(),
+                mood: Mood::Sad,
+            }
+        );
+        // By position: tuples.
+        type PairTuple = (i64, String, String, Vec<Option<String>>);
+        type Skip = de::IgnoredAny;
+        type OuterTuple = ((i32, Skip, Mood, Skip), f32);
+        let (p, _, (o, n), price, _): (PairTuple, Skip, OuterTuple, f64, Skip) =
+            r.deserialize().unwrap();
+        assert_eq!((p.0, p.1.as_str(), p.2.as_str()), (1, "x y", "happy"));
+        assert_eq!((o.0, o.2), (4, Mood::Sad));
+        assert!((n - 12.5).abs() < 1e-6 && (price - 99.95).abs() < 1e-9);
+        // Any: an object in attribute order, NULL attributes null.
+        let any: HashMap<String, serde_json::Value> = r.deserialize().unwrap();
+        assert_eq!(
+            any["pair"],
+            serde_json::json!({"a": 1, "b": "x y", "m": "happy", "tags": ["a", null]})
+        );
+        assert_eq!(any["pairs"][0]["b"], serde_json::Value::Null);
+        // As text: PostgreSQL's output.
+        let (text,): (String,) = typed_row(&[("pair", 16_510)], &[Some("(1,,sad,{})")])
+            .deserialize()
+            .unwrap();
+        assert_eq!(text, "(1,,sad,{})");
+    }
+
+    #[test]
+    fn composite_errors_name_column_and_attribute() {
+        let r = typed_row(&[("pair", 16_510)], &[Some("(1,,sad,{})")]);
+        // A NULL attribute into a non-Option field.
+        #[derive(Debug, Deserialize)]
+        struct Strict {
+            #[allow(dead_code)]
+            b: String,
+        }
+        let err = r.deserialize::<(Strict,)>().unwrap_err();
+        assert_eq!(err.column(), Some("pair"));
+        assert!(err.message().starts_with("attribute \"b\": "), "{err}");
+        assert!(err.message().contains("NULL"), "{err}");
+        // A missing attribute.
+        #[derive(Debug, Deserialize)]
+        struct Missing {
+            #[allow(dead_code)]
+            zip: i32,
+        }
+        let err = r.deserialize::<(Missing,)>().unwrap_err();
+        assert!(err.message().contains("missing field `zip`"), "{err}");
+        // Too few positions, a type mismatch, an unknown enum label in an attribute.
+        let err = r.deserialize::<((i32, Option<String>),)>().unwrap_err();
+        assert!(err.message().contains("4 attributes, 2 more"), "{err}");
+        let err = r.deserialize::<((String, bool),)>().unwrap_err();
+        assert!(err.message().starts_with("attribute \"b\": "), "{err}");
+        let r = typed_row(&[("pair", 16_510)], &[Some("(1,x,meh,{})")]);
+        let err = r.deserialize::<(Pair,)>().unwrap_err();
+        assert!(err.message().starts_with("attribute \"m\": "), "{err}");
+        assert!(err.message().contains("unknown variant"), "{err}");
+        // A composite is not a number; without a registry it is its text.
+        let err = r.deserialize::<(i32,)>().unwrap_err();
+        assert!(err.message().contains("composite"), "{err}");
+        let untyped = row(&[("pair", 16_510)], &[Some("(1,x,meh,{})")]);
+        let (text,): (String,) = untyped.deserialize().unwrap();
+        assert_eq!(text, "(1,x,meh,{})");
+        assert!(untyped.deserialize::<(Pair,)>().is_err());
     }
 
     #[test]
