@@ -13,4 +13,5 @@ mod spill;
 mod stream;
 mod toast;
 mod types;
+mod user_types;
 mod util;
