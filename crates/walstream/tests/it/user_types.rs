@@ -248,18 +248,18 @@ fn rows_with_user_types_deserialize_with_serde() {
                     }),
                     "{mode}"
                 );
-                let second: (
-                    i32,
-                    Mood,
-                    Vec<Mood>,
-                    f64,
-                    (i32, String),
-                    Vec<Pair>,
-                    Option<Order>,
-                ) = rows[1].deserialize().unwrap();
+                // By position.
+                type Columns = (i32, Mood, Vec<Mood>, f64, (i32, String), Vec<Pair>);
+                let second: (Columns, Option<Order>) = {
+                    let (id, m, ms, p, pair, pairs, ord) = rows[1].deserialize().unwrap();
+                    ((id, m, ms, p, pair, pairs), ord)
+                };
                 assert_eq!(
                     second,
-                    (2, Mood::Sad, vec![], 0.0, (4, String::new()), vec![], None),
+                    (
+                        (2, Mood::Sad, vec![], 0.0, (4, String::new()), vec![]),
+                        None
+                    ),
                     "{mode}"
                 );
                 // A composite attribute that does not fit names the column and the attribute.
