@@ -552,3 +552,157 @@ fn incremental_tar_basebackup_with_a_tablespace_combines_and_starts() {
         assert_eq!(restored, format!("{expected} 0 {}", combined_ts.display()));
     });
 }
+
+/// Entries of `dir` (names), sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Bytes of the regular files below `dir` outside `pg_wal` (what extraction wrote).
+fn extracted_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(read) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in read.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() && e.file_name() != "pg_wal" {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                total += e.metadata().map_or(0, |m| m.len());
+            }
+        }
+    }
+    total
+}
+
+/// Starts a throttled `walstream basebackup` (minutes at 32 kB/s), waits until it has
+/// written part of the backup (`started` says when), kills it with `signal`, and checks
+/// that the directory is marked incomplete and refused by both verifiers.
+fn kill_mid_backup(
+    c: &Cluster,
+    dir: &Path,
+    extra: &[&str],
+    signal: &str,
+    started: impl Fn(&Path) -> bool,
+) {
+    let conninfo = format!("{} sslmode=disable", c.conninfo(Role::Scram));
+    let d = path_arg(dir);
+    let mut args = vec![
+        "basebackup",
+        "-d",
+        &conninfo,
+        "-D",
+        &d,
+        "-c",
+        "fast",
+        "--max-rate",
+        "32k",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = crate::bin()
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waited = walstream_test_support::wait_for(
+        "the backup to write part of its data",
+        std::time::Duration::from_secs(120),
+        || started(dir).then_some(()),
+    );
+    let still_running = child.try_wait().unwrap().is_none();
+    checked(
+        std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string()),
+    );
+    let status = child.wait().unwrap();
+    waited.unwrap();
+    assert!(
+        still_running,
+        "the throttled backup ended before it was killed"
+    );
+    assert!(!status.success(), "{status:?}");
+    let names = entries(dir);
+    assert!(
+        names.contains(&"walstream_backup_incomplete".to_owned()),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"backup_label".to_owned()), "{names:?}");
+    assert!(!names.contains(&"backup_manifest".to_owned()), "{names:?}");
+    let out = run(&["verifybackup", &d]);
+    assert!(!out.status.success(), "walstream verifybackup accepted it");
+    let out = std::process::Command::new(c.install().bin("pg_verifybackup"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "pg_verifybackup accepted it");
+}
+
+#[test]
+fn killed_basebackup_leaves_a_directory_marked_incomplete() {
+    for_each_server(|install| {
+        let mut options = ClusterOptions::new();
+        if install.major >= 17 {
+            options = options.setting("summarize_wal", "on");
+        }
+        let c = Cluster::start(install, options).unwrap();
+        c.execute(
+            "CREATE TABLE t AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 20000) g",
+        )
+        .unwrap();
+        let work = tempfile::tempdir().unwrap();
+
+        // Plain format, WAL streamed, killed (SIGKILL) once files are being extracted.
+        let plain = work.path().join("plain");
+        kill_mid_backup(&c, &plain, &["-X", "stream"], "KILL", |d| {
+            extracted_bytes(d) > 64 * 1024
+        });
+
+        // Tar format, interrupted (SIGINT, as by Ctrl-C) once base.tar has data.
+        let tar = work.path().join("tar");
+        kill_mid_backup(&c, &tar, &["-F", "tar", "-X", "fetch"], "INT", |d| {
+            std::fs::metadata(d.join("base.tar")).is_ok_and(|m| m.len() > 64 * 1024)
+        });
+
+        if !skip_unless(
+            install.major >= 17,
+            "incremental backups need PostgreSQL 17 (plain and tar interruptions were checked)",
+        ) {
+            return;
+        }
+        // An incremental backup in tar format, terminated (SIGTERM) half-way.
+        let full = work.path().join("full");
+        let out = run(&[
+            "basebackup",
+            "-d",
+            &format!("{} sslmode=disable", c.conninfo(Role::Scram)),
+            "-D",
+            &path_arg(&full),
+            "-c",
+            "fast",
+            "-N",
+        ]);
+        assert_ok(&out, Some(&c));
+        c.execute("UPDATE t SET pad = 'y' WHERE g % 2 = 0").unwrap();
+        let manifest = path_arg(&full.join("backup_manifest"));
+        let incr = work.path().join("incr");
+        kill_mid_backup(
+            &c,
+            &incr,
+            &["-F", "tar", "-X", "stream", "-i", &manifest],
+            "TERM",
+            |d| std::fs::metadata(d.join("base.tar")).is_ok_and(|m| m.len() > 64 * 1024),
+        );
+    });
+}
