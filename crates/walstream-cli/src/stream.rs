@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use walstream::{
     AckHandle, Assembled, AssemblyOptions, DecodeOptions, EventKind, LogicalDecoder, Lsn,
-    LsnFeedback, TransactionAssembler,
+    LsnFeedback, TransactionAssembler, TypeResolver,
 };
 use walstream_conn::{Client, CreateSlotOptions, FeedbackLsns, ReplicationStream, SnapshotAction};
 use walstream_proto::{CaptureWriter, ReplicationMessage};
@@ -104,6 +104,21 @@ pub(crate) struct Opened {
     pub(crate) stream: ReplicationStream,
     pub(crate) decoder: LogicalDecoder,
     pub(crate) feedback: LsnFeedback,
+    /// Looks up user-defined types (see [`Opened::resolve_types`]).
+    pub(crate) resolver: Option<TypeResolver>,
+}
+
+impl Opened {
+    /// Decodes user-defined types (enums, domains, arrays, ranges, composites): the types
+    /// the stream names are looked up in the catalog over an ordinary connection made from
+    /// `config`, before the rows that use them are written.
+    pub(crate) fn resolve_types(self, config: &walstream_conn::Config) -> Self {
+        Self {
+            decoder: self.decoder.with_unresolved_type_collection(true),
+            resolver: Some(TypeResolver::new(config)),
+            ..self
+        }
+    }
 }
 
 /// The default pgoutput protocol version for a server major version.
@@ -219,6 +234,7 @@ pub(crate) async fn open(args: &SlotStreamArgs, mut client: Client) -> Result<Op
         stream,
         decoder,
         feedback,
+        resolver: None,
     })
 }
 
@@ -412,6 +428,7 @@ pub(crate) async fn run(
         mut stream,
         mut decoder,
         feedback,
+        mut resolver,
     } = opened;
     let mut acks = AckState {
         pending: None,
@@ -464,6 +481,12 @@ pub(crate) async fn run(
                     renderer.raw(x.wal_start, &x.data, out)?;
                 }
                 decoder.handle_xlog_data(x.wal_start, x.wal_end, x.data)?;
+                // Before the message's events are written: their rows decode with the types.
+                if decoder.has_unresolved_types() {
+                    if let Some(r) = resolver.as_mut() {
+                        resolve_types(r, &mut decoder).await;
+                    }
+                }
                 if let (Some(asm), Sink::Render { renderer, out, .. }) = (&mut assembler, &mut sink)
                 {
                     while let Some(ev) = decoder.poll_event() {
@@ -547,6 +570,9 @@ pub(crate) async fn run(
         }
     };
     acks.settle(sink.output(), true)?;
+    if let Some(r) = resolver.as_mut() {
+        r.close().await;
+    }
     if let Sink::Render { renderer, out, .. } = &mut sink {
         renderer.finish(out)?;
     }
@@ -569,6 +595,27 @@ pub(crate) async fn run(
         events,
         flushed,
     })
+}
+
+/// Looks up the types the decoder met and does not know; a failed lookup is logged (the
+/// values are written as their text, the stream goes on).
+async fn resolve_types(resolver: &mut TypeResolver, decoder: &mut LogicalDecoder) {
+    if !decoder.has_unresolved_types() {
+        return;
+    }
+    let before = resolver.failures().last().cloned();
+    resolver.resolve_pending(decoder).await;
+    if let Some(f) = resolver
+        .failures()
+        .last()
+        .filter(|f| Some(*f) != before.as_ref())
+    {
+        tracing::warn!(
+            oids = ?f.oids,
+            "looking up user-defined types failed ({}); their values are written as text",
+            f.message
+        );
+    }
 }
 
 /// A receiver that turns true on Ctrl-C (SIGINT) or SIGTERM.

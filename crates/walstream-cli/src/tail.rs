@@ -18,9 +18,13 @@ Examples:
   walstream tail -d ... -S s1 -P p1 --endpos 0/3000060 -o changes.jsonl
   walstream tail -d ... -S s1 -P p1 --streaming on --messages --format jsonl | jq .
   walstream tail -d ... -S s1 -P p1 --streaming on --transactions --memory-limit 256M
+  walstream tail -d ... -S s1 -P p1 --no-resolve-types   # user types as the server's text
 
 The server needs wal_level = logical, a publication (CREATE PUBLICATION p1 FOR ALL TABLES)
-and a role with REPLICATION. Output is acknowledged to the server only after it is written
+and a role with REPLICATION. Values of user-defined types (enums, domains, arrays, ranges,
+composites) are typed in the output: their types are looked up in the catalog over a second,
+ordinary connection (the role needs to be able to log in to the database);
+--no-resolve-types writes them as the server's text instead. Output is acknowledged to the server only after it is written
 (and, for -o FILE, synced); Ctrl-C or SIGTERM sends a final acknowledgement and exits 0, so
 the next run resumes after the last transaction written.")]
 pub(crate) struct TailArgs {
@@ -47,6 +51,12 @@ pub(crate) struct TailArgs {
     /// spills to a temporary file (bytes, or with a K, M or G suffix: KiB, MiB, GiB).
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size, requires = "transactions")]
     pub(crate) memory_limit: usize,
+    /// Do not look up user-defined types: enums, domains, composites and arrays or ranges of
+    /// them are written as the server's text (JSON strings), and no second connection is
+    /// opened. By default they are looked up in the catalog (pg_type, pg_enum, pg_attribute)
+    /// over an ordinary connection with the same connection options.
+    #[arg(long)]
+    pub(crate) no_resolve_types: bool,
 }
 
 /// Parses `65536`, `64K`, `64M`, `1G` (also `KiB`/`MiB`/`GiB`, case-insensitive).
@@ -134,7 +144,12 @@ pub(crate) async fn tail(args: &TailArgs) -> Result<(), CliError> {
     let shutdown = stream::shutdown_on_signals();
     let client =
         crate::conn::connect(args.stream.conninfo.as_deref(), ReplicationMode::Logical).await?;
-    let opened = stream::open(&args.stream, client).await?;
+    let mut opened = stream::open(&args.stream, client).await?;
+    // Raw output prints the bytes: nothing to decode.
+    if !args.no_resolve_types && args.format != TailFormat::Raw {
+        let config = crate::conn::config(args.stream.conninfo.as_deref(), ReplicationMode::Off)?;
+        opened = opened.resolve_types(&config);
+    }
     let renderer = if args.format == TailFormat::Debezium {
         let config =
             crate::conn::config(args.stream.conninfo.as_deref(), ReplicationMode::Logical)?;

@@ -90,7 +90,7 @@ pub use stream::{
     Streaming,
 };
 pub use tokio_util::sync::CancellationToken;
-pub use types::TypeLookupFailure;
+pub use types::{TypeLookupFailure, TypeResolver};
 pub use walstream_conn::{
     Config, CreateSlotOptions, CreatedSlot, DbError, ReadSlot, SlotKind, SnapshotAction,
 };

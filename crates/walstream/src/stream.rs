@@ -539,14 +539,10 @@ impl LogicalStream {
         if !decoder.has_unresolved_types() {
             return;
         }
-        let wanted = decoder.take_unresolved_types();
-        let resolver = self
-            .resolver
-            .get_or_insert_with(|| TypeResolver::new(&self.settings.config));
-        let found = resolver.resolve(wanted, decoder.types()).await;
-        decoder.register_types(found.kinds);
-        decoder.register_composites(found.composites);
-        decoder.register_enums(found.enums);
+        self.resolver
+            .get_or_insert_with(|| TypeResolver::new(&self.settings.config))
+            .resolve_pending(decoder)
+            .await;
     }
 
     /// The `pgoutput` protocol version in use (known once connected).

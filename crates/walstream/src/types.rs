@@ -16,6 +16,7 @@ use std::time::Duration;
 use walstream_conn::{Client, Config, ReplicationMode};
 use walstream_proto::{CompositeField, Oid, TypeKind, TypeRegistry, builtin_type_oids};
 
+use crate::LogicalDecoder;
 use crate::error::{Error, ErrorKind};
 
 /// How long one lookup (connecting included) may take before it is given up.
@@ -344,8 +345,32 @@ fn parse_attributes(
     Ok(out)
 }
 
-/// Looks types up over an ordinary connection, opened lazily and reused.
-pub(crate) struct TypeResolver {
+/// Looks user-defined types up in the server's catalog over an ordinary (non-replication)
+/// connection, opened when first needed, reused, and replaced once when it broke.
+///
+/// [`LogicalStream`](crate::LogicalStream) uses one by itself. For a [`LogicalDecoder`] you
+/// drive yourself: build the decoder
+/// [`with_unresolved_type_collection(true)`](LogicalDecoder::with_unresolved_type_collection),
+/// and after each [`handle_xlog_data`](LogicalDecoder::handle_xlog_data), before polling
+/// its events, call [`resolve_pending`](Self::resolve_pending): rows then decode enums (with
+/// their labels), domains, arrays, ranges, multiranges and composites. Lookup failures do not
+/// stop anything: the values stay [`Value::Unknown`](walstream_proto::Value::Unknown) and the
+/// failures are listed by [`failures`](Self::failures).
+///
+/// ```no_run
+/// # async fn demo(config: walstream::Config, mut decoder: walstream::LogicalDecoder,
+/// #               wal_start: walstream::Lsn, wal_end: walstream::Lsn, data: bytes::Bytes)
+/// #               -> Result<(), walstream::Error> {
+/// let mut resolver = walstream::TypeResolver::new(&config);
+/// decoder.handle_xlog_data(wal_start, wal_end, data)?;
+/// resolver.resolve_pending(&mut decoder).await;
+/// while let Some(event) = decoder.poll_event() {
+///     // ...
+/// }
+/// resolver.close().await;
+/// # Ok(()) }
+/// ```
+pub struct TypeResolver {
     config: Config,
     client: Option<Client>,
     failures: Vec<TypeLookupFailure>,
@@ -361,8 +386,9 @@ impl std::fmt::Debug for TypeResolver {
 }
 
 impl TypeResolver {
-    /// A resolver connecting with `config` (its replication mode is turned off).
-    pub(crate) fn new(config: &Config) -> Self {
+    /// A resolver connecting with `config` (its replication mode is turned off). Nothing is
+    /// opened until a type has to be looked up.
+    pub fn new(config: &Config) -> Self {
         let mut config = config.clone();
         config.set_replication(ReplicationMode::Off);
         Self {
@@ -372,9 +398,24 @@ impl TypeResolver {
         }
     }
 
-    /// The failures so far (the most recent last).
-    pub(crate) fn failures(&self) -> &[TypeLookupFailure] {
+    /// The failures so far (the most recent last; the 32 latest are kept).
+    pub fn failures(&self) -> &[TypeLookupFailure] {
         &self.failures
+    }
+
+    /// Looks up the types `decoder` met and does not know (its
+    /// [`take_unresolved_types`](LogicalDecoder::take_unresolved_types)), with every type they
+    /// build on, and registers them: the events still queued in `decoder` decode with them.
+    /// Does nothing (no connection) when there is nothing to look up.
+    pub async fn resolve_pending(&mut self, decoder: &mut LogicalDecoder) {
+        if !decoder.has_unresolved_types() {
+            return;
+        }
+        let wanted = decoder.take_unresolved_types();
+        let found = self.resolve(wanted, decoder.types()).await;
+        decoder.register_types(found.kinds);
+        decoder.register_composites(found.composites);
+        decoder.register_enums(found.enums);
     }
 
     /// Looks up `oids` and every non-built-in type they refer to that `known` (the registry)
@@ -485,8 +526,8 @@ impl TypeResolver {
         })
     }
 
-    /// Closes the connection, if open.
-    pub(crate) async fn close(&mut self) {
+    /// Closes the connection, if open (a later lookup opens a new one).
+    pub async fn close(&mut self) {
         if let Some(c) = self.client.take() {
             c.close().await;
         }
