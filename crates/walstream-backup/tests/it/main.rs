@@ -4,4 +4,5 @@ mod backup;
 mod incremental;
 mod incremental_ts;
 mod pg_archives;
+mod targets;
 mod receiver;
