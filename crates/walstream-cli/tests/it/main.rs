@@ -5,6 +5,7 @@ mod demo;
 mod errors;
 mod receivewal;
 mod tail;
+mod user_types;
 mod verify;
 
 use std::path::Path;
