@@ -218,19 +218,25 @@
 //! range of user types *is* lives in the catalog, so a [`LogicalStream`](crate::LogicalStream)
 //! looks it up itself (automatic type resolution, on by default): when a Type or Relation
 //! message names a type that is neither built in nor registered, the stream reads `pg_type`,
-//! `pg_range` and `pg_attribute` over an ordinary connection made from the same
+//! `pg_range`, `pg_enum` and `pg_attribute` over an ordinary connection made from the same
 //! [`Config`](crate::Config)
 //! (opened at the first lookup, reused, closed by [`shutdown`](crate::LogicalStream::shutdown)),
 //! and registers the type, its array type, its multirange, and whatever it is built on (a
 //! domain's base type, a range's subtype, an array's element, a composite's attribute types) —
 //! all before the rows of that message are handed out, so every row decodes with it. Enums
-//! become [`Value::Enum`](crate::Value::Enum), domains their base type's value, composites
+//! become [`Value::Enum`](crate::Value::Enum) (the registry keeps their labels in sort order:
+//! [`TypeRegistry::enum_labels`](crate::TypeRegistry::enum_labels), the `allowed` values of
+//! Debezium's enum schema), domains their base type's value, composites
 //! [`Value::Composite`](crate::Value::Composite) (attributes by name), arrays, ranges and
 //! multiranges of them the usual variants.
 //!
 //! * Types created or changed while the stream runs are handled: a new column of a new type
-//!   comes with a new Relation message, which triggers the lookup; a new enum label needs none
-//!   (labels are sent as text in both formats). A type keeps its OID while it exists (one
+//!   comes with a new Relation message, which triggers the lookup. A new enum label
+//!   (`ALTER TYPE ... ADD VALUE`) decodes without one (labels are sent as text in both
+//!   formats), but the registry's label list is refreshed: a row holding a label the registry
+//!   does not list (in an enum column, an array of the enum or a domain over it) makes the
+//!   stream look the enum up again, once per type and label, before the row is handed out. A
+//!   label added but not yet used in a row is not noticed. A type keeps its OID while it exists (one
 //!   dropped and created again gets a new OID), so what was looked up stays valid, across
 //!   reconnects too. The exception is a composite type that gains or loses attributes
 //!   (`ALTER TYPE ... ADD ATTRIBUTE`), which `pgoutput` does not announce: a row whose
@@ -253,6 +259,35 @@
 //! * [`resolve_types(false)`](crate::LogicalStreamBuilder::resolve_types) turns the lookup off
 //!   (no second connection); [`types`](crate::LogicalStreamBuilder::types) gives a
 //!   [`TypeRegistry`](crate::TypeRegistry) of your own, used with or without resolution.
+//! * A [`LogicalDecoder`](crate::LogicalDecoder) driven by hand gets the same lookups from a
+//!   [`TypeResolver`](crate::TypeResolver) (`walstream tail` does this; `--no-resolve-types`
+//!   turns it off). `walstream decode` has no server to ask: user types come out as the
+//!   server's text, as with `--no-resolve-types`.
+//! * [`Row::deserialize`](crate::Row::deserialize) reads them into Rust types: an enum into a
+//!   Rust enum by label (unit variants), a domain as its base type, a composite into a struct
+//!   by attribute name or into a tuple by position, an array of composites into
+//!   `Vec<Struct>`:
+//!
+//!   ```
+//!   #[derive(serde::Deserialize)]
+//!   #[serde(rename_all = "lowercase")]
+//!   enum Mood { Sad, Ok, Happy }
+//!
+//!   #[derive(serde::Deserialize)]
+//!   struct Address { street: String, zip: Option<String> }   // CREATE TYPE address AS (...)
+//!
+//!   #[derive(serde::Deserialize)]
+//!   struct Customer {
+//!       id: i64,
+//!       mood: Mood,                  // mood enum
+//!       balance: String,             // DOMAIN money_amount AS numeric(12,2): "12.50"
+//!       address: Address,            // composite
+//!       previous: Vec<Address>,      // address[]
+//!   }
+//!   # fn demo(row: &walstream::Row) -> Result<Customer, walstream::DeserializeError> {
+//!   let customer: Customer = row.deserialize()?;
+//!   # Ok(customer) }
+//!   ```
 //! * The lookup connection is an ordinary backend of the stream's role and database (it
 //!   counts towards `max_connections` and the role's connection limit); the catalog is
 //!   readable by every role, so the replication role suffices.
