@@ -177,6 +177,16 @@ impl Restored {
         me
     }
 
+    /// The directory of the server's Unix socket.
+    pub(crate) fn socket_dir(&self) -> &Path {
+        &self.sock
+    }
+
+    /// The server's port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     fn pg_ctl(&self) -> Command {
         let mut c = as_server(self.install.bin("pg_ctl"));
         c.arg("-D").arg(&self.data).arg("-l").arg(&self.log);

@@ -6,3 +6,4 @@ mod incremental_ts;
 mod pg_archives;
 mod targets;
 mod receiver;
+mod standby;

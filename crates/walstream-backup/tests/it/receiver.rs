@@ -18,7 +18,7 @@ use walstream_test_support::{
     Cluster, ClusterOptions, PgInstall, Role, for_each_server, skip_unless, wait_for,
 };
 
-const SEG: u64 = 1 << 20;
+pub(crate) const SEG: u64 = 1 << 20;
 
 /// A cluster with 1 MB segments that keeps enough WAL for a test without a slot.
 fn cluster(install: &PgInstall, extra: &[(&str, &str)]) -> Cluster {
@@ -58,7 +58,7 @@ fn run_once(receiver: &mut WalReceiver) -> Result<ReceiveOutcome, ReceiveError> 
 }
 
 /// Runs a receiver on its own thread until it stops.
-fn spawn(mut receiver: WalReceiver) -> (ReceiverHandle, JoinHandle<ReceiveOutcome>) {
+pub(crate) fn spawn(mut receiver: WalReceiver) -> (ReceiverHandle, JoinHandle<ReceiveOutcome>) {
     let handle = receiver.handle();
     let join = std::thread::spawn(move || run_once(&mut receiver).unwrap());
     (handle, join)
@@ -116,7 +116,7 @@ fn completed(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn names(dir: &Path) -> Vec<String> {
+pub(crate) fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -136,12 +136,12 @@ fn switch_wal(cluster: &Cluster) -> Lsn {
     Lsn(end.div_ceil(SEG) * SEG)
 }
 
-fn seg_name(tli: u32, at: Lsn) -> String {
+pub(crate) fn seg_name(tli: u32, at: Lsn) -> String {
     at.wal_file_name(TimelineId(tli), SEG).unwrap()
 }
 
 /// `pg_waldump` of the same major reads `dir` from `start` to `end` on `tli`.
-fn waldump(install: &PgInstall, dir: &Path, tli: u32, start: Lsn, end: Lsn) -> String {
+pub(crate) fn waldump(install: &PgInstall, dir: &Path, tli: u32, start: Lsn, end: Lsn) -> String {
     let out = Command::new(install.bin("pg_waldump"))
         .arg("-p")
         .arg(dir)
