@@ -207,7 +207,8 @@ impl LogicalDecoder {
         tuple: &TupleData,
     ) {
         for (col, value) in relation.columns.iter().zip(tuple.iter()) {
-            let Some(enum_oid) = crate::types::enum_of(types, col.type_oid) else {
+            let Some((enum_oid, is_array)) = crate::types::enum_of_with_array(types, col.type_oid)
+            else {
                 continue;
             };
             let Some(labels) = types.enum_labels(enum_oid) else {
@@ -218,6 +219,10 @@ impl LogicalDecoder {
                 ColumnValue::Binary(b) => (walstream_proto::ValueFormat::Binary, b),
                 _ => continue,
             };
+            // One label: the value is the label's bytes in both formats.
+            if !is_array && labels.iter().any(|l| l.as_bytes() == &data[..]) {
+                continue;
+            }
             // Undecodable values are the row's business (its decode error), not a lookup's.
             let Ok(decoded) = types.decode(col.type_oid, format, data.clone()) else {
                 continue;

@@ -215,11 +215,16 @@ pub(crate) fn composite_text_arity(text: &[u8]) -> Option<usize> {
 /// The enum type whose labels values of `oid` hold: `oid` itself, the enum under a domain, or
 /// the element enum of an array (of an enum or of a domain over one).
 pub(crate) fn enum_of(types: &TypeRegistry, oid: Oid) -> Option<Oid> {
+    enum_of_with_array(types, oid).map(|(e, _)| e)
+}
+
+/// [`enum_of`], and whether `oid` is an array of the enum (true) or holds one label (false).
+pub(crate) fn enum_of_with_array(types: &TypeRegistry, oid: Oid) -> Option<(Oid, bool)> {
     let mut oid = oid;
     let mut in_array = false;
     for _ in 0..16 {
         match types.get(oid)? {
-            TypeKind::Enum => return Some(oid),
+            TypeKind::Enum => return Some((oid, in_array)),
             TypeKind::Domain { base } => oid = base,
             TypeKind::Array { element } if !in_array => {
                 in_array = true;
