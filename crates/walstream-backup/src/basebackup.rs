@@ -320,6 +320,13 @@ pub trait BackupTarget {
     fn end_manifest(&mut self) -> Result<(), Error>;
     /// A progress report.
     fn progress(&mut self, progress: Progress);
+    /// The tablespaces of the backup as the server lists them, before any archive
+    /// arrives (the main directory has no location). A target may refuse them here,
+    /// before anything is written; the default accepts them.
+    fn tablespaces(&mut self, tablespaces: &[TablespaceInfo]) -> Result<(), Error> {
+        let _ = tablespaces;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -790,6 +797,27 @@ pub fn sync_tree(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// A tablespace is extracted only into a missing or empty directory (like
+/// `pg_basebackup`): without a mapping, its location is the server's own tablespace
+/// directory, which a backup taken on the server's machine would otherwise overwrite.
+fn check_tablespace_dir(dir: &Path) -> Result<(), Error> {
+    const CONTEXT: &str =
+        "the tablespace directory is not empty (map the tablespace to a missing or empty one)";
+    match fs::read_dir(dir) {
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(_) => Err(Error::io(
+                CONTEXT,
+                dir,
+                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(Error::io(CONTEXT, dir, e)),
+        Err(e) => Err(Error::io("reading a tablespace directory", dir, e)),
+    }
+}
+
 fn codec(name: &str) -> Result<Option<Codec>, Error> {
     if name.ends_with(".tar") {
         return Ok(None);
@@ -818,6 +846,9 @@ impl BackupTarget for DirectoryTarget {
             }
             Format::Plain => {
                 let dest = location.map_or_else(|| self.root.clone(), |l| self.mapped(l));
+                if location.is_some() {
+                    check_tablespace_dir(&dest)?;
+                }
                 let mut ex = DirExtractor::new(dest)?;
                 if location.is_none() {
                     for (o, n) in &self.mapping {
@@ -882,6 +913,18 @@ impl BackupTarget for DirectoryTarget {
         if let Some(f) = &mut self.on_progress {
             f(&progress);
         }
+    }
+
+    /// In plain format, refuses a tablespace whose destination (its location, or where
+    /// [`DirectoryTarget::map_tablespace`] maps it) exists and is not empty, before any
+    /// archive is written.
+    fn tablespaces(&mut self, tablespaces: &[TablespaceInfo]) -> Result<(), Error> {
+        if self.format == Format::Plain {
+            for location in tablespaces.iter().filter_map(|t| t.location.as_deref()) {
+                check_tablespace_dir(&self.mapped(location))?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -207,6 +207,10 @@ impl BackupTarget for Tap<'_> {
     fn end_manifest(&mut self) -> Result<(), Error> {
         self.forward().map_or(Ok(()), |t| t.end_manifest())
     }
+    fn tablespaces(&mut self, tablespaces: &[TablespaceInfo]) -> Result<(), Error> {
+        self.forward()
+            .map_or(Ok(()), |t| t.tablespaces(tablespaces))
+    }
     fn progress(&mut self, progress: Progress) {
         self.last = Some(progress);
         if let Some(f) = &mut self.on_progress {
@@ -460,6 +464,7 @@ impl BaseBackup {
                                         (0..row.len()).map(|i| row.get(i)).collect();
                                     decoder.tablespace_row(&cols)?;
                                 }
+                                tap.tablespaces(decoder.tablespaces())?;
                             }
                             3 => end = Some(position(&set, "end")?),
                             _ => {

@@ -262,3 +262,59 @@ fn failed_verification_leaves_the_backup_marked_and_hidden() {
     assert!(!dir.join("backup_label").exists());
     assert!(!dir.join(MANIFEST_FILE).exists());
 }
+
+#[test]
+fn plain_target_refuses_non_empty_tablespace_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let used = dir.path().join("used");
+    fs::create_dir(&used).unwrap();
+    fs::write(used.join("PG_17_x"), b"live").unwrap();
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let file = dir.path().join("a-file");
+    fs::write(&file, b"x").unwrap();
+    let ts = |loc: &Path| TablespaceInfo {
+        oid: Some(16384),
+        location: Some(loc.to_str().unwrap().to_owned()),
+        size_kb: None,
+    };
+    let main = TablespaceInfo {
+        oid: None,
+        location: None,
+        size_kb: None,
+    };
+
+    let mut plain = DirectoryTarget::create(dir.path().join("p1"), Format::Plain).unwrap();
+    // Unmapped: the location itself, here not empty.
+    let e = plain.tablespaces(&[ts(&used), main.clone()]).unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { path, .. } if path == &used),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("not empty"), "{e}");
+    // begin_archive checks too (a decoder driven without the tablespace list).
+    let e = plain
+        .begin_archive("16384.tar", Some(used.to_str().unwrap()))
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { path, .. } if path == &used),
+        "{e:?}"
+    );
+    assert_eq!(fs::read(used.join("PG_17_x")).unwrap(), b"live");
+    // A file where the directory should be.
+    assert!(plain.tablespaces(&[ts(&file)]).is_err());
+    // Missing or empty destinations are fine, mapped or not.
+    let missing = dir.path().join("missing");
+    assert!(
+        plain
+            .tablespaces(&[ts(&missing), ts(&empty), main.clone()])
+            .is_ok()
+    );
+    let mut mapped = DirectoryTarget::create(dir.path().join("p2"), Format::Plain)
+        .unwrap()
+        .map_tablespace(used.to_str().unwrap(), &empty);
+    assert!(mapped.tablespaces(&[ts(&used), main.clone()]).is_ok());
+    // Tar format writes nothing into tablespace directories.
+    let mut tar = DirectoryTarget::create(dir.path().join("t"), Format::Tar).unwrap();
+    assert!(tar.tablespaces(&[ts(&used), main]).is_ok());
+}

@@ -4,7 +4,7 @@
 use std::fs;
 
 use walstream_backup::{
-    ArchiveSink, BackupTargetKind, BaseBackup, BaseBackupOptions, DirectoryTarget, Format,
+    ArchiveSink, BackupTargetKind, BaseBackup, BaseBackupOptions, DirectoryTarget, Error, Format,
     INCOMPLETE_MARKER, MANIFEST_FILE, Manifest, ManifestMode, TarExtractor, WalMethod,
     verify_backup,
 };
@@ -120,5 +120,103 @@ fn force_encoded_manifest_verifies() {
         let manifest = Manifest::load(&dir).unwrap();
         assert!(manifest.files.iter().any(|f| f.path == "global/pg_control"));
         pg_verifybackup(install, &dir, &[]);
+    });
+}
+
+/// Every regular file below `dir` with its length and modification time.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path(), m.len(), m.modified().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn plain_backup_refuses_a_non_empty_tablespace_directory() {
+    for_each_server(|install| {
+        let work = scratch();
+        let ts = work.path().join("ts-live");
+        fs::create_dir(&ts).unwrap();
+        chown_to_server(&ts);
+        let cluster = Cluster::start(install, small()).unwrap();
+        cluster
+            .execute(&format!(
+                "CREATE TABLESPACE ts1 LOCATION '{}';
+                 CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g FROM generate_series(1, 1000) g;
+                 CHECKPOINT;",
+                ts.display()
+            ))
+            .unwrap();
+        let before = snapshot(&ts);
+        assert!(!before.is_empty());
+
+        // Without a mapping, plain format would extract the tablespace into its location:
+        // here the live server's own directory. Refused, like pg_basebackup does.
+        let dest = work.path().join("unmapped");
+        let target = DirectoryTarget::create(&dest, Format::Plain)
+            .unwrap()
+            .no_sync();
+        let err = rt()
+            .block_on(backup_into(
+                &cluster,
+                &mut BaseBackup::new(fast()).wal_method(WalMethod::Fetch),
+                target,
+            ))
+            .unwrap_err();
+        let Error::Io { path, .. } = &err else {
+            panic!("expected Error::Io, got {err:?}")
+        };
+        assert_eq!(path, &ts, "{err}");
+        assert!(err.to_string().contains("not empty"), "{err}");
+        assert_eq!(snapshot(&ts), before, "the live tablespace was written to");
+        assert!(dest.join(INCOMPLETE_MARKER).exists());
+        assert_eq!(
+            cluster.psql("SELECT count(*) FROM in_ts").unwrap().trim(),
+            "1000"
+        );
+
+        // A mapping to a non-empty directory is refused too; to an empty one it works.
+        let used = work.path().join("used");
+        fs::create_dir(&used).unwrap();
+        fs::write(used.join("something"), "x").unwrap();
+        let target = DirectoryTarget::create(work.path().join("mapped-used"), Format::Plain)
+            .unwrap()
+            .no_sync()
+            .map_tablespace(ts.to_str().unwrap(), &used);
+        let err = rt()
+            .block_on(backup_into(
+                &cluster,
+                &mut BaseBackup::new(fast()).wal_method(WalMethod::Fetch),
+                target,
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { path, .. } if path == &used),
+            "{err:?}"
+        );
+        let empty = work.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        let target = DirectoryTarget::create(work.path().join("mapped-empty"), Format::Plain)
+            .unwrap()
+            .no_sync()
+            .map_tablespace(ts.to_str().unwrap(), &empty);
+        rt().block_on(backup_into(
+            &cluster,
+            &mut BaseBackup::new(fast()).wal_method(WalMethod::Fetch),
+            target,
+        ))
+        .unwrap();
+        assert!(fs::read_dir(&empty).unwrap().next().is_some());
     });
 }
