@@ -235,6 +235,16 @@ fn backup_error(err: walstream_backup::Error, incremental: bool) -> CliError {
         }
         E::Conn(e) => CliError::from(e),
         E::WalStream(inner) => backup_error(*inner, false).context("streaming the WAL"),
+        E::Io { .. }
+            if err
+                .to_string()
+                .contains("tablespace directory is not empty") =>
+        {
+            CliError::other(with_sources(&err)).hint(
+                "relocate the tablespace into a missing or empty directory with \
+                 -T OLDDIR=NEWDIR, or use --format tar",
+            )
+        }
         E::Io { .. } if err.to_string().contains("not empty") => {
             CliError::other(with_sources(&err)).hint("give -D a missing or empty directory")
         }

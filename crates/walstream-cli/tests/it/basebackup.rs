@@ -706,3 +706,87 @@ fn killed_basebackup_leaves_a_directory_marked_incomplete() {
         );
     });
 }
+
+#[test]
+fn plain_basebackup_refuses_a_non_empty_tablespace_directory() {
+    for_each_server(|install| {
+        let work = tempfile::Builder::new()
+            .prefix("walstream-cli-ts-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let w = work.path();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(w, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let ts = w.join("ts-live");
+        std::fs::create_dir(&ts).unwrap();
+        if is_root() {
+            checked(
+                std::process::Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&ts),
+            );
+        }
+        let c = Cluster::start(install, ClusterOptions::new()).unwrap();
+        c.execute(&format!(
+            "CREATE TABLESPACE ts1 LOCATION '{}';
+             CREATE TABLE in_ts TABLESPACE ts1 AS SELECT g FROM generate_series(1, 1000) g;
+             CHECKPOINT;",
+            ts.display()
+        ))
+        .unwrap();
+        let conninfo = format!("{} sslmode=disable", c.conninfo(Role::Scram));
+        let listing = |dir: &Path| {
+            checked(
+                std::process::Command::new("find")
+                    .arg(dir)
+                    .args(["-printf", "%p %s %T@\\n"]),
+            )
+        };
+        let before = listing(&ts);
+        // Without -T the tablespace would be extracted into the server's own directory.
+        let dest = w.join("b");
+        let out = run(&[
+            "basebackup",
+            "-d",
+            &conninfo,
+            "-D",
+            &path_arg(&dest),
+            "-c",
+            "fast",
+            "-X",
+            "fetch",
+            "-N",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("tablespace directory is not empty"), "{err}");
+        assert!(err.contains("-T OLDDIR=NEWDIR"), "{err}");
+        assert_eq!(listing(&ts), before, "the live tablespace was written to");
+        assert!(dest.join("walstream_backup_incomplete").exists());
+        // With -T it works.
+        let dest = w.join("b2");
+        let out = run(&[
+            "basebackup",
+            "-d",
+            &conninfo,
+            "-D",
+            &path_arg(&dest),
+            "-c",
+            "fast",
+            "-X",
+            "fetch",
+            "-N",
+            "-T",
+            &format!("{}={}", ts.display(), w.join("ts-copy").display()),
+        ]);
+        assert_ok(&out, Some(&c));
+        assert!(
+            std::fs::read_dir(w.join("ts-copy"))
+                .unwrap()
+                .next()
+                .is_some()
+        );
+    });
+}
