@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use walstream_backup::{
     BackupTarget, BaseBackup, DirectoryTarget, Error, Format, INCOMPLETE_MARKER, MANIFEST_FILE,
-    Progress, StopReason, WalMethod, WalReceiver, WalReceiverOptions, WalStream,
+    Progress, StopReason, TablespaceInfo, WalMethod, WalReceiver, WalReceiverOptions, WalStream,
 };
 use walstream_conn::{Client, Config};
 use walstream_proto::{Lsn, TimelineId};
@@ -178,6 +178,9 @@ impl BackupTarget for PauseAtFirstData<'_> {
     }
     fn progress(&mut self, progress: Progress) {
         self.inner.progress(progress);
+    }
+    fn tablespaces(&mut self, tablespaces: &[TablespaceInfo]) -> Result<(), Error> {
+        self.inner.tablespaces(tablespaces)
     }
 }
 
