@@ -643,10 +643,16 @@ impl DirectoryTarget {
         })
     }
 
-    /// Relocates a tablespace (`--tablespace-mapping=old=new`).
+    /// Relocates a tablespace (`--tablespace-mapping=old=new`): the tablespace whose
+    /// location on the server is `old` is extracted into `new` (plain format), and its
+    /// `pg_tblspc/<oid>` link points there. A relative `new` is made absolute against the
+    /// current directory now (PostgreSQL and `pg_combinebackup` resolve a relative link
+    /// from `pg_tblspc`, which is not where the files are).
     #[must_use]
     pub fn map_tablespace(mut self, old: impl Into<String>, new: impl Into<PathBuf>) -> Self {
-        self.mapping.push((old.into(), new.into()));
+        let new = new.into();
+        let new = std::path::absolute(&new).unwrap_or(new);
+        self.mapping.push((old.into(), new));
         self
     }
 

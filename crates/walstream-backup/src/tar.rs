@@ -619,9 +619,13 @@ impl DirExtractor {
         })
     }
 
-    /// Makes a tablespace symlink pointing at `old` point at `new` instead.
+    /// Makes a tablespace symlink pointing at `old` point at `new` instead. A relative
+    /// `new` is made absolute against the current directory now: a relative link target
+    /// would be resolved from `pg_tblspc`, somewhere else.
     pub fn map_tablespace(&mut self, old: impl Into<String>, new: impl Into<PathBuf>) {
-        self.mapping.insert(old.into(), new.into());
+        let new = new.into();
+        let new = std::path::absolute(&new).unwrap_or(new);
+        self.mapping.insert(old.into(), new);
     }
 
     /// Stores the member `name` (a path relative to the archive root) as `stored_as`

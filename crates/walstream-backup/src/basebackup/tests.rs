@@ -318,3 +318,20 @@ fn plain_target_refuses_non_empty_tablespace_directories() {
     let mut tar = DirectoryTarget::create(dir.path().join("t"), Format::Tar).unwrap();
     assert!(tar.tablespaces(&[ts(&used), main]).is_ok());
 }
+
+#[test]
+fn relative_tablespace_mappings_become_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = DirectoryTarget::create(dir.path().join("b"), Format::Plain)
+        .unwrap()
+        .map_tablespace("/srv/ts", "restored/ts")
+        .map_tablespace("/srv/ts2", "/abs/ts2");
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        target.tablespace_mappings(),
+        [
+            ("/srv/ts".to_owned(), cwd.join("restored/ts")),
+            ("/srv/ts2".to_owned(), PathBuf::from("/abs/ts2")),
+        ]
+    );
+}
