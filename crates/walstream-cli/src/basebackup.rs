@@ -353,17 +353,29 @@ pub(crate) async fn run(args: &BasebackupArgs) -> Result<(), CliError> {
         FormatArg::Plain => Format::Plain,
         FormatArg::Tar => Format::Tar,
     };
+    // Checked before DIR is created.
+    let mut mappings = Vec::new();
+    for m in &args.tablespace_mapping {
+        let Some((old, new)) = m.split_once('=') else {
+            return Err(CliError::usage(format!("--tablespace-mapping {m:?}"))
+                .hint("write it as OLDDIR=NEWDIR, both absolute paths"));
+        };
+        if !std::path::Path::new(old).is_absolute() || new.is_empty() {
+            return Err(CliError::usage(format!(
+                "--tablespace-mapping {m:?}: OLDDIR must be the tablespace's absolute location \
+                 on the server, NEWDIR a directory"
+            ))
+            .hint("write it as OLDDIR=NEWDIR, e.g. -T /srv/ts1=/backups/b1-ts1"));
+        }
+        mappings.push((old, new));
+    }
     let incremental = args.incremental.is_some();
     let mut target =
         DirectoryTarget::create(&args.dir, format).map_err(|e| backup_error(e, false))?;
     if args.no_sync {
         target = target.no_sync();
     }
-    for m in &args.tablespace_mapping {
-        let Some((old, new)) = m.split_once('=') else {
-            return Err(CliError::usage(format!("--tablespace-mapping {m:?}"))
-                .hint("write it as OLDDIR=NEWDIR, both absolute paths"));
-        };
+    for (old, new) in mappings {
         target = target.map_tablespace(old, new);
     }
     let mut backup = BaseBackup::new(options).wal_method(wal);

@@ -765,22 +765,40 @@ fn plain_basebackup_refuses_a_non_empty_tablespace_directory() {
         assert!(err.contains("-T OLDDIR=NEWDIR"), "{err}");
         assert_eq!(listing(&ts), before, "the live tablespace was written to");
         assert!(dest.join("walstream_backup_incomplete").exists());
-        // With -T it works.
-        let dest = w.join("b2");
+        // OLDDIR must be absolute (usage error, DIR not created).
+        let dest = w.join("b-usage");
         let out = run(&[
             "basebackup",
             "-d",
             &conninfo,
             "-D",
             &path_arg(&dest),
-            "-c",
-            "fast",
-            "-X",
-            "fetch",
-            "-N",
             "-T",
-            &format!("{}={}", ts.display(), w.join("ts-copy").display()),
+            "ts-live=/tmp/x",
         ]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(!dest.exists());
+        // With -T it works; a relative NEWDIR is taken from the current directory and the
+        // link is absolute.
+        let dest = w.join("b2");
+        let out = crate::bin()
+            .current_dir(w)
+            .args([
+                "basebackup",
+                "-d",
+                &conninfo,
+                "-D",
+                &path_arg(&dest),
+                "-c",
+                "fast",
+                "-X",
+                "fetch",
+                "-N",
+                "-T",
+                &format!("{}=ts-copy", ts.display()),
+            ])
+            .output()
+            .unwrap();
         assert_ok(&out, Some(&c));
         assert!(
             std::fs::read_dir(w.join("ts-copy"))
@@ -788,5 +806,14 @@ fn plain_basebackup_refuses_a_non_empty_tablespace_directory() {
                 .next()
                 .is_some()
         );
+        let link = std::fs::read_dir(dest.join("pg_tblspc"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert_eq!(std::fs::read_link(link).unwrap(), w.join("ts-copy"));
+        let out = run(&["verifybackup", &path_arg(&dest)]);
+        assert_ok(&out, Some(&c));
     });
 }
