@@ -4,6 +4,6 @@ mod backup;
 mod incremental;
 mod incremental_ts;
 mod pg_archives;
-mod targets;
 mod receiver;
 mod standby;
+mod targets;
