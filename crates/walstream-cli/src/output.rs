@@ -43,10 +43,10 @@ fn decode_all(ev: &Event) -> Result<(), CliError> {
         .new
         .iter()
         .chain(change.old.as_ref().map(OldRow::row));
+    let error = |e| CliError::other(format!("cannot decode a row: {e}"));
     for row in rows {
-        for (_, field) in row.iter() {
-            let field = field.map_err(|e| CliError::other(format!("cannot decode a row: {e}")))?;
-            std::hint::black_box(field);
+        for field in row.typed().map_err(error)? {
+            std::hint::black_box(field.map_err(error)?);
         }
     }
     Ok(())
