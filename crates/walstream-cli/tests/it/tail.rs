@@ -110,7 +110,7 @@ fn tail_args<'a>(conninfo: &'a str, slot: &'a str, endpos: &'a str) -> Vec<&'a s
 #[test]
 fn tail_endpos_equals_library_and_record_decode_equals_tail() {
     for_each_server(|install| {
-        let c = cluster(install, &["s_tail", "s_lib", "s_rec"]);
+        let c = cluster(install, &["s_tail", "s_lib", "s_rec", "s_none"]);
         c.execute(WORKLOAD).unwrap();
         // The last transaction's end: stop there.
         let endpos = Lsn(c.current_wal_lsn().unwrap());
@@ -163,6 +163,19 @@ fn tail_endpos_equals_library_and_record_decode_equals_tail() {
         assert_ok(&out, None);
         let decoded: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
         assert_eq!(decoded, tail_lines);
+
+        // --format none: every value decoded, nothing written, the count on standard error.
+        let mut args = tail_args(&ci, "s_none", &end_text);
+        args.extend(["--format", "none"]);
+        let out = run(&args);
+        assert_ok(&out, Some(&c));
+        assert_eq!(stdout(&out), "");
+        let counted = format!("events\t{}", tail_lines.len());
+        assert!(
+            stderr(&out).lines().any(|l| l == counted),
+            "expected {counted:?} in: {}",
+            stderr(&out)
+        );
     });
 }
 
