@@ -390,8 +390,23 @@ pub(crate) async fn run(args: &BasebackupArgs) -> Result<(), CliError> {
         CheckpointArg::Fast => Some(Duration::from_secs(600)),
         CheckpointArg::Spread => None,
     });
+    // Ctrl-C / SIGTERM abandon the backup: the directory keeps its incomplete marker. The
+    // handlers are installed explicitly, so a signal is honoured even when the process
+    // inherited an ignored SIGINT (as commands started in the background by a shell do).
+    let mut stop = crate::stream::shutdown_on_signals();
     let mut client = conn::connect(args.conninfo.as_deref(), ReplicationMode::Physical).await?;
-    let outcome = backup.run_to_directory(&mut client, target).await;
+    let outcome = tokio::select! {
+        r = backup.run_to_directory(&mut client, target) => r,
+        Ok(_) = stop.wait_for(|s| *s) => {
+            if args.progress {
+                eprintln!();
+            }
+            return Err(CliError::other(format!(
+                "backup into {} interrupted by a signal (the directory is marked incomplete)",
+                args.dir.display()
+            )));
+        }
+    };
     if args.progress {
         eprintln!();
     }

@@ -640,7 +640,7 @@ pub(crate) fn shutdown_on_signals() -> watch::Receiver<bool> {
             }
             () = sigterm => {}
         }
-        tracing::info!("stop requested; sending final feedback");
+        tracing::info!("stop requested by a signal");
         let _ = tx.send(true);
     });
     rx
