@@ -288,9 +288,11 @@ impl PgNumeric {
         let int_pad = (4 - int.len() % 4) % 4;
         let int_groups = (int.len() + int_pad) / 4;
         let frac_groups = frac.len().div_ceil(4);
-        let weight = i16::try_from(int_groups)
+        // The weight is the number of integer groups minus one: up to 32768 groups (131072
+        // digits, the most numeric_send can express) still fit.
+        let weight = i64::try_from(int_groups)
             .ok()
-            .and_then(|g| g.checked_sub(1))
+            .and_then(|g| i16::try_from(g - 1).ok())
             .ok_or_else(|| bad(CTX, 0, "numeric value out of range"))?;
         let mut digits = Digits::with_capacity(int_groups + frac_groups);
         let mut acc = 0u16;
@@ -465,6 +467,31 @@ mod tests {
                 Some(n)
             );
         }
+    }
+
+    #[test]
+    fn largest_weight_prints_and_parses_back() {
+        // Weight 32767: 32768 integer groups, 131072 digits; found by the values_binary fuzz
+        // target (the text parser refused the 32768th group).
+        for (digits, scale) in [(&[1u16][..], 0u16), (&[9999, 1][..], 15)] {
+            let n = PgNumeric::from_binary(bin(
+                i16::try_from(digits.len()).unwrap(),
+                i16::MAX,
+                SIGN_POS,
+                scale,
+                digits,
+            ))
+            .unwrap();
+            let text = n.to_string();
+            assert_eq!(
+                text.split('.').next().unwrap().len(),
+                131_072 - 3 * usize::from(digits[0] == 1)
+            );
+            assert_eq!(PgNumeric::parse(text.as_bytes()).unwrap(), n);
+        }
+        // One group more is out of range.
+        let too_long = format!("1{}", "0".repeat(131_072));
+        assert!(PgNumeric::parse(too_long.as_bytes()).is_err());
     }
 
     fn bin(ndigits: i16, weight: i16, sign: u16, scale: u16, digits: &[u16]) -> Bytes {
