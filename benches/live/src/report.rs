@@ -92,6 +92,30 @@ fn summarize(runs: &[&RunResult]) -> Summary {
     }
 }
 
+/// The (scenario, transport) pairs measured, in the order first run.
+fn cells(results: &[RunResult]) -> Vec<(Scenario, Transport)> {
+    let mut keys: Vec<(Scenario, Transport)> = Vec::new();
+    for r in results {
+        if !keys.contains(&(r.scenario, r.transport)) {
+            keys.push((r.scenario, r.transport));
+        }
+    }
+    keys
+}
+
+/// The runs of `client` in one (scenario, transport) cell.
+fn runs_of(
+    results: &[RunResult],
+    scenario: Scenario,
+    transport: Transport,
+    client: Client,
+) -> Vec<&RunResult> {
+    results
+        .iter()
+        .filter(|r| r.scenario == scenario && r.transport == transport && r.client == client)
+        .collect()
+}
+
 /// The markdown table of all runs: medians per (scenario, transport, client).
 pub(crate) fn table(results: &[RunResult]) -> String {
     let mut out = String::from(
@@ -99,21 +123,8 @@ pub(crate) fn table(results: &[RunResult]) -> String {
          walsender CPU s / 1M (busy) | events/s ÷ pg_recvlogical | CPU ÷ pg_recvlogical |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mut keys: Vec<(Scenario, Transport)> = Vec::new();
-    for r in results {
-        if !keys.contains(&(r.scenario, r.transport)) {
-            keys.push((r.scenario, r.transport));
-        }
-    }
-    for (scenario, transport) in keys {
-        let of = |client: Client| -> Vec<&RunResult> {
-            results
-                .iter()
-                .filter(|r| {
-                    r.scenario == scenario && r.transport == transport && r.client == client
-                })
-                .collect()
-        };
+    for (scenario, transport) in cells(results) {
+        let of = |client: Client| runs_of(results, scenario, transport, client);
         let base = of(Client::RecvLogical);
         let base = (!base.is_empty()).then(|| summarize(&base));
         let mut clients: Vec<Client> = Vec::new();
@@ -167,21 +178,8 @@ pub(crate) fn table(results: &[RunResult]) -> String {
 /// (empty when no scenario has both).
 pub(crate) fn comparison_table(results: &[RunResult], after: Client, before: Client) -> String {
     let mut out = String::new();
-    let mut keys: Vec<(Scenario, Transport)> = Vec::new();
-    for r in results {
-        if !keys.contains(&(r.scenario, r.transport)) {
-            keys.push((r.scenario, r.transport));
-        }
-    }
-    for (scenario, transport) in keys {
-        let of = |client: Client| -> Vec<&RunResult> {
-            results
-                .iter()
-                .filter(|r| {
-                    r.scenario == scenario && r.transport == transport && r.client == client
-                })
-                .collect()
-        };
+    for (scenario, transport) in cells(results) {
+        let of = |client: Client| runs_of(results, scenario, transport, client);
         let (a, b) = (of(after), of(before));
         if a.is_empty() || b.is_empty() {
             continue;

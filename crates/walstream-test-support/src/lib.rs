@@ -51,6 +51,7 @@ pub use cluster::{
 };
 pub use error::Error;
 pub use install::{BINDIRS_VAR, PgInstall, for_each_server, servers, skip_unless};
+pub use os::chown_to_server;
 pub use proxy::{ConnectionPlan, Direction, Fault, FaultProxy, FiredFault, ProxyHandle, Trigger};
 pub use roles::{Role, passwords};
 pub use tls::TlsFiles;

@@ -176,8 +176,9 @@ pub(crate) fn describe(cmd: &Command) -> String {
     s
 }
 
-/// Hands `path` (recursively) to the server user when running as root.
-pub(crate) fn chown_to_server(path: &Path) -> Result<(), Error> {
+/// Hands `path` (recursively) to the server's OS user when running as root (the server runs
+/// as that user then and must own its tablespace and data directories); a no-op otherwise.
+pub fn chown_to_server(path: &Path) -> Result<(), Error> {
     if !is_root() {
         return Ok(());
     }

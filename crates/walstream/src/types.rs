@@ -241,13 +241,18 @@ pub(crate) fn is_builtin(oid: Oid) -> bool {
     builtin_type_oids().contains(&oid)
 }
 
-/// The catalog query for `oids` (numbers only: nothing from the peer is quoted into SQL).
-fn lookup_sql(oids: &BTreeSet<Oid>) -> String {
-    let list = oids
-        .iter()
+/// `oids` as the body of an `oid[]` literal: `1,2,3` (numbers only: nothing from the peer is
+/// quoted into SQL).
+fn oid_list(oids: &BTreeSet<Oid>) -> String {
+    oids.iter()
         .map(|o| o.0.to_string())
         .collect::<Vec<_>>()
-        .join(",");
+        .join(",")
+}
+
+/// The catalog query for `oids` (numbers only: nothing from the peer is quoted into SQL).
+fn lookup_sql(oids: &BTreeSet<Oid>) -> String {
+    let list = oid_list(oids);
     // The element types of arrays are fetched alongside (their delimiter decides whether
     // the array is decodable).
     format!(
@@ -295,11 +300,7 @@ fn parse_row(row: &walstream_conn::Row) -> Result<CatalogType, Error> {
 
 /// The attributes of the composite types whose `typrelid`s are `relids` (numbers only).
 fn attributes_sql(relids: &BTreeSet<Oid>) -> String {
-    let list = relids
-        .iter()
-        .map(|o| o.0.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = oid_list(relids);
     format!(
         "SELECT a.attrelid, a.attname, a.atttypid FROM pg_catalog.pg_attribute a \
          WHERE a.attrelid = ANY ('{{{list}}}'::oid[]) AND a.attnum > 0 AND NOT a.attisdropped \
@@ -309,11 +310,7 @@ fn attributes_sql(relids: &BTreeSet<Oid>) -> String {
 
 /// The labels of the enum types `oids`, in sort order (numbers only).
 fn labels_sql(oids: &BTreeSet<Oid>) -> String {
-    let list = oids
-        .iter()
-        .map(|o| o.0.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = oid_list(oids);
     format!(
         "SELECT e.enumtypid, e.enumlabel FROM pg_catalog.pg_enum e \
          WHERE e.enumtypid = ANY ('{{{list}}}'::oid[]) ORDER BY e.enumtypid, e.enumsortorder"

@@ -53,14 +53,7 @@ pub(crate) fn scratch() -> tempfile::TempDir {
 }
 
 pub(crate) fn chown_to_server(path: &Path) {
-    if is_root() {
-        let st = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(st.success(), "chown {}", path.display());
-    }
+    walstream_test_support::chown_to_server(path).unwrap();
 }
 
 /// A command run as the server's OS user.

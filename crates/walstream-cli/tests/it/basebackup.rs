@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use walstream_test_support::{
-    Cluster, ClusterOptions, PgInstall, Role, for_each_server, skip_unless,
+    Cluster, ClusterOptions, PgInstall, Role, chown_to_server, for_each_server, skip_unless,
 };
 
 use crate::{assert_ok, path_arg, run, stderr, stdout};
@@ -117,6 +117,18 @@ fn as_server(program: std::path::PathBuf) -> std::process::Command {
     }
 }
 
+/// A scratch directory under /tmp that the server's OS user can traverse (tablespaces and
+/// restored clusters live below it).
+fn server_visible_tempdir(prefix: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
 fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
@@ -139,14 +151,8 @@ fn checked(cmd: &mut std::process::Command) -> String {
 /// runs `sql` with psql, stops the server and returns the output.
 fn query_restored(install: &PgInstall, data: &Path, sock: &Path, sql: &str) -> String {
     std::fs::create_dir_all(sock).unwrap();
-    if is_root() {
-        for d in [data, sock] {
-            checked(
-                std::process::Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(d),
-            );
-        }
+    for d in [data, sock] {
+        chown_to_server(d).unwrap();
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -201,15 +207,7 @@ fn query_restored(install: &PgInstall, data: &Path, sock: &Path, sql: &str) -> S
 #[test]
 fn incremental_basebackup_combines_and_starts() {
     for_each_server(|install| {
-        let work = tempfile::Builder::new()
-            .prefix("walstream-cli-incr-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        let work = server_visible_tempdir("walstream-cli-incr-");
         let manifest_arg = work.path().join("full/backup_manifest");
         if install.major < 17 {
             let c = Cluster::start(install, ClusterOptions::new()).unwrap();
@@ -418,24 +416,11 @@ fn incremental_tar_basebackup_with_a_tablespace_combines_and_starts() {
         ) {
             return;
         }
-        let work = tempfile::Builder::new()
-            .prefix("walstream-cli-incr-ts-")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let work = server_visible_tempdir("walstream-cli-incr-ts-");
         let w = work.path();
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(w, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
         let ts_orig = w.join("ts-orig");
         std::fs::create_dir(&ts_orig).unwrap();
-        if is_root() {
-            checked(
-                std::process::Command::new("chown")
-                    .args(["postgres:postgres"])
-                    .arg(&ts_orig),
-            );
-        }
+        chown_to_server(&ts_orig).unwrap();
         let c = Cluster::start(
             install,
             ClusterOptions::new().setting("summarize_wal", "on"),
@@ -532,13 +517,7 @@ fn incremental_tar_basebackup_with_a_tablespace_combines_and_starts() {
         checked(std::process::Command::new(install.bin("pg_verifybackup")).arg(&combined));
         let out = run(&["verifybackup", &path_arg(&combined)]);
         assert_ok(&out, Some(&c));
-        if is_root() {
-            checked(
-                std::process::Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(&combined_ts),
-            );
-        }
+        chown_to_server(&combined_ts).unwrap();
         let restored = query_restored(
             install,
             &combined,
@@ -710,24 +689,11 @@ fn killed_basebackup_leaves_a_directory_marked_incomplete() {
 #[test]
 fn plain_basebackup_refuses_a_non_empty_tablespace_directory() {
     for_each_server(|install| {
-        let work = tempfile::Builder::new()
-            .prefix("walstream-cli-ts-")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let work = server_visible_tempdir("walstream-cli-ts-");
         let w = work.path();
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(w, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
         let ts = w.join("ts-live");
         std::fs::create_dir(&ts).unwrap();
-        if is_root() {
-            checked(
-                std::process::Command::new("chown")
-                    .args(["postgres:postgres"])
-                    .arg(&ts),
-            );
-        }
+        chown_to_server(&ts).unwrap();
         let c = Cluster::start(install, ClusterOptions::new()).unwrap();
         c.execute(&format!(
             "CREATE TABLESPACE ts1 LOCATION '{}';
