@@ -50,6 +50,7 @@ mod copy_in;
 mod copy_out;
 mod error;
 pub mod machine;
+mod nap;
 mod pgpass;
 mod replication;
 mod stream;
