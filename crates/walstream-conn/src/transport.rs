@@ -24,7 +24,7 @@ pub(crate) struct Transport {
     /// The latency budget of batched reads (zero: never batch).
     window: Duration,
     /// Batched reads, while enabled.
-    batch: Option<Batch>,
+    batch: Option<Box<Batch>>,
 }
 
 #[derive(Debug)]
@@ -363,12 +363,12 @@ impl Transport {
             // No sub-millisecond timer: a 1 ms sleep would block the server (see UNIX_NAP).
             return;
         };
-        self.batch = Some(Batch {
+        self.batch = Some(Box::new(Batch {
             state: BatchState::Idle,
             last_data: None,
             nap,
             sleep: None,
-        });
+        }));
     }
 
     /// Ends batched reads: the socket is back in the reactor.
