@@ -1039,9 +1039,11 @@ impl Config {
     /// at most the budget (plus the timer's 1 ms granularity) before it is read, and that
     /// includes keepalives asking for a reply; a closed connection is noticed at the next
     /// read, within the budget. A budget without data goes back to waking up per arrival, so
-    /// a quiet stream is not polled. Zero disables batching. Only over TCP (with or without
-    /// TLS): over a Unix-domain socket the server's send buffer holds less than a millisecond
-    /// of small messages, so the server would stall waiting for the client.
+    /// a quiet stream is not polled. Zero disables batching. Over a Unix-domain socket the
+    /// server's send buffer holds less than half a millisecond of small messages, so there
+    /// the client naps 100 µs (or the budget, if shorter) between reads instead, on a
+    /// process-wide sub-millisecond timer thread, and batches only while messages come faster
+    /// than one per nap.
     pub fn set_stream_batch_latency(&mut self, budget: Duration) -> &mut Self {
         self.stream_batch_latency = Some(budget);
         self

@@ -244,7 +244,8 @@ enum Timer {
 /// blocks the walsender on a full socket (measured with tokio's 1 ms timer: 88k instead of
 /// 298k rows/s; with 250 µs naps 0.93× pg_recvlogical's rate), one that naps this long
 /// reads ~100 messages per wake-up and the walsender, never waking a waiting reader, runs
-/// faster (1.17× pg_recvlogical's rows/s at 0.78× its CPU per row, narrow rows).
+/// faster (narrow rows: 1.16× the rows/s of reading every message as it arrives, 1.18×
+/// pg_recvlogical's at 0.89× its CPU per row).
 pub(crate) const UNIX_NAP: Duration = Duration::from_micros(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -669,7 +670,7 @@ mod tests {
 
     /// A burst of small writes, then (after `pause`) one more message, then EOF: the reader
     /// must get every byte in order, park during the burst, and notice the end.
-    async fn burst_then_tail<W>(mut writer: W, mut t: Transport, pause: Duration, batched: bool)
+    async fn burst_then_tail<W>(mut writer: W, mut t: Transport, pause: Duration)
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
@@ -714,10 +715,7 @@ mod tests {
         let all = sent.await.unwrap();
         assert_eq!(all.len(), burst_len + 5);
         assert!(got == all, "bytes lost or reordered");
-        assert_eq!(
-            parked, batched,
-            "a burst is read with the socket out of the reactor"
-        );
+        assert!(parked, "a burst is read with the socket out of the reactor");
         // Disabling puts the socket back.
         t.disable_batching().unwrap();
         assert!(!t.is_parked());
@@ -737,14 +735,14 @@ mod tests {
             Kind::Plain(Sock::new(SockState::Tcp(client.unwrap()))),
             BUDGET,
         );
-        burst_then_tail(server.unwrap().0, t, PAUSE, true).await;
+        burst_then_tail(server.unwrap().0, t, PAUSE).await;
     }
 
     #[tokio::test]
     async fn batched_reads_over_a_unix_socket() {
         let (client, server) = UnixStream::pair().unwrap();
         let t = Transport::new(Kind::Plain(Sock::new(SockState::Unix(client))), BUDGET);
-        burst_then_tail(server, t, PAUSE, true).await;
+        burst_then_tail(server, t, PAUSE).await;
     }
 
     #[tokio::test]
