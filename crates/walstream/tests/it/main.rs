@@ -13,5 +13,6 @@ mod spill;
 mod stream;
 mod toast;
 mod types;
+mod unix;
 mod user_types;
 mod util;
