@@ -194,7 +194,7 @@ fn a_trickle_then_a_burst_over_the_unix_socket_are_delivered() {
                 c.execute(&sql).unwrap();
             });
             let ids = block_on(async {
-                let mut stream = socket_builder(&c, "s").start().await.unwrap();
+                let mut stream = socket_builder(c, "s").start().await.unwrap();
                 go.send(()).unwrap();
                 let mut ids = Vec::new();
                 let mut last_end = Lsn(0);
