@@ -10,7 +10,7 @@ use std::time::Duration;
 use walstream::{EventKind, LogicalStream, LogicalStreamBuilder, Lsn, RetryPolicy, Value};
 use walstream_test_support::{Cluster, Role, for_each_server};
 
-use crate::util::{block_on, cluster, int, next};
+use crate::util::{block_on, cluster, confirmed, int, next};
 
 const TXNS: i64 = 200;
 const ROWS_PER_TXN: i64 = 100;
@@ -21,15 +21,20 @@ fn socket_builder(c: &Cluster, slot: &str) -> LogicalStreamBuilder {
         .status_interval(Duration::from_millis(200))
 }
 
-/// Table `t`, publication `p`, slot `slot`, and a backlog of `TXNS` transactions of
-/// `ROWS_PER_TXN` rows each (ids 1.. in commit order, a 40-byte text per row).
-fn backlog(c: &Cluster, slot: &str) {
-    c.execute(&format!(
+/// Table `t`, publication `p` and slot `s`.
+fn setup(c: &Cluster) {
+    c.execute(
         "CREATE TABLE t (id bigint PRIMARY KEY, v text); \
          CREATE PUBLICATION p FOR TABLE t; \
-         SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput');"
-    ))
+         SELECT pg_create_logical_replication_slot('s', 'pgoutput');",
+    )
     .unwrap();
+}
+
+/// [`setup`], and a backlog of `TXNS` transactions of `ROWS_PER_TXN` rows each (ids 1.. in
+/// commit order, a 40-byte text per row).
+fn backlog(c: &Cluster) {
+    setup(c);
     let mut sql = String::new();
     for txn in 0..TXNS {
         let first = txn * ROWS_PER_TXN + 1;
@@ -108,7 +113,7 @@ fn assert_once(by_id: &BTreeMap<i64, usize>, by_end: &BTreeMap<Lsn, usize>) {
 fn a_backlog_drained_over_the_unix_socket_arrives_whole_and_in_order() {
     for_each_server(|install| {
         let c = cluster(install, &[]);
-        backlog(&c, "s");
+        backlog(&c);
         let (by_id, by_end, resumes) = block_on(async {
             let mut stream = socket_builder(&c, "s").start().await.unwrap();
             let got = drain(&mut stream, |_| {}).await;
@@ -118,14 +123,7 @@ fn a_backlog_drained_over_the_unix_socket_arrives_whole_and_in_order() {
         assert_eq!(resumes, 0);
         assert_once(&by_id, &by_end);
         // Everything acknowledged reached the server (shutdown flushes the last ack).
-        let end = by_end.keys().next_back().unwrap().0;
-        let slot = c
-            .replication_slots()
-            .unwrap()
-            .into_iter()
-            .find(|s| s.slot_name == "s")
-            .unwrap();
-        assert!(slot.confirmed_flush_lsn.unwrap() >= end);
+        assert!(confirmed(&c, "s") >= by_end.keys().next_back().unwrap().0);
     });
 }
 
@@ -133,7 +131,7 @@ fn a_backlog_drained_over_the_unix_socket_arrives_whole_and_in_order() {
 fn a_walsender_killed_mid_backlog_over_the_unix_socket_is_resumed_without_loss() {
     for_each_server(|install| {
         let c = cluster(install, &[]);
-        backlog(&c, "s");
+        backlog(&c);
         let (by_id, by_end, resumes) = block_on(async {
             let mut retry = RetryPolicy::default();
             retry.max_retries = Some(20);
@@ -164,12 +162,7 @@ fn a_walsender_killed_mid_backlog_over_the_unix_socket_is_resumed_without_loss()
 fn a_trickle_then_a_burst_over_the_unix_socket_are_delivered() {
     for_each_server(|install| {
         let c = cluster(install, &[]);
-        c.execute(
-            "CREATE TABLE t (id bigint PRIMARY KEY, v text); \
-             CREATE PUBLICATION p FOR TABLE t; \
-             SELECT pg_create_logical_replication_slot('s', 'pgoutput');",
-        )
-        .unwrap();
+        setup(&c);
         let (go, started) = std::sync::mpsc::channel::<()>();
         let ids = std::thread::scope(|scope| {
             let c = &c;
@@ -218,12 +211,6 @@ fn a_trickle_then_a_burst_over_the_unix_socket_are_delivered() {
         let (ids, last_end) = ids;
         assert_eq!(ids, (1..=5020).collect::<Vec<_>>());
         // Shutdown flushed the acknowledgement of the last commit.
-        let slot = c
-            .replication_slots()
-            .unwrap()
-            .into_iter()
-            .find(|s| s.slot_name == "s")
-            .unwrap();
-        assert!(slot.confirmed_flush_lsn.unwrap() >= last_end.0);
+        assert!(confirmed(&c, "s") >= last_end.0);
     });
 }
