@@ -60,10 +60,12 @@ impl Naps {
     }
 }
 
-/// The process's nap thread, started on first use; `None` if it could not be started.
+/// The process's nap thread, started on first use; `None` if it could not be started, or in
+/// a child process forked after it started (threads do not survive a `fork`: a nap there
+/// would never end).
 fn naps() -> Option<&'static Naps> {
-    static NAPS: OnceLock<Option<&'static Naps>> = OnceLock::new();
-    *NAPS.get_or_init(|| {
+    static NAPS: OnceLock<Option<(&'static Naps, u32)>> = OnceLock::new();
+    let started = NAPS.get_or_init(|| {
         let naps: &'static Naps = Box::leak(Box::new(Naps {
             pending: Mutex::new(Vec::new()),
             changed: Condvar::new(),
@@ -72,8 +74,9 @@ fn naps() -> Option<&'static Naps> {
             .name("walstream-nap".into())
             .spawn(move || naps.run())
             .ok()
-            .map(|_| naps)
-    })
+            .map(|_| (naps, std::process::id()))
+    });
+    (*started).and_then(|(naps, pid)| (pid == std::process::id()).then_some(naps))
 }
 
 /// Whether sub-millisecond naps are available (the nap thread runs).
