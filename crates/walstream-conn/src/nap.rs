@@ -7,7 +7,6 @@
 //! wakes each task at its own; the kernel's high-resolution timers make the sleep accurate to
 //! the thread's timer slack (50 µs by default).
 
-use std::pin::Pin;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -101,13 +100,13 @@ impl Nap {
 
     /// Ready once the deadline passed; otherwise the task is woken at (or soon after) it.
     /// A nap dropped early leaves at most one spurious wake-up behind.
-    pub(crate) fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if Instant::now() >= self.deadline {
             return Poll::Ready(());
         }
         let Some(naps) = naps() else {
-            // No nap thread (`available()` said so): never reached by the transport, which
-            // then sleeps on tokio's timer; do not hang a caller that polls anyway.
+            // No nap thread (`available()` says so; the transport then uses tokio's timer):
+            // do not hang a caller that polls anyway.
             return Poll::Ready(());
         };
         let mut pending = naps.lock();
@@ -140,7 +139,7 @@ mod tests {
         for _ in 0..50 {
             let start = Instant::now();
             let mut nap = Nap::until(start + Duration::from_micros(200));
-            poll_fn(|cx| Pin::new(&mut nap).poll(cx)).await;
+            poll_fn(|cx| nap.poll(cx)).await;
             let took = start.elapsed();
             assert!(took >= Duration::from_micros(200), "woke early: {took:?}");
             shortest = shortest.min(took);
@@ -161,7 +160,7 @@ mod tests {
                     let start = Instant::now();
                     let wait = Duration::from_micros(100 + 37 * i);
                     let mut nap = Nap::until(start + wait);
-                    poll_fn(|cx| Pin::new(&mut nap).poll(cx)).await;
+                    poll_fn(|cx| nap.poll(cx)).await;
                     assert!(start.elapsed() >= wait);
                 })
             })

@@ -449,7 +449,7 @@ impl AsyncRead for Transport {
                 BatchState::Sleeping => {
                     match batch.sleep.as_mut() {
                         Some(Timer::Tokio(sleep)) => ready!(sleep.as_mut().poll(cx)),
-                        Some(Timer::Nap(nap)) => ready!(Pin::new(nap).poll(cx)),
+                        Some(Timer::Nap(nap)) => ready!(nap.poll(cx)),
                         None => {}
                     }
                     match this.kind.try_read(buf)? {
@@ -483,7 +483,8 @@ fn reset_sleep(batch: &mut Batch) {
     match batch.sleep.as_mut() {
         Some(Timer::Tokio(s)) => s.as_mut().reset(Instant::now() + nap),
         Some(Timer::Nap(n)) => n.reset(std::time::Instant::now() + nap),
-        None if nap < Duration::from_millis(1) => {
+        // Below tokio's 1 ms resolution (a Unix socket's nap, or a TCP budget under 1 ms).
+        None if nap < Duration::from_millis(1) && nap::available() => {
             batch.sleep = Some(Timer::Nap(Nap::until(std::time::Instant::now() + nap)));
         }
         None => {
